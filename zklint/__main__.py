@@ -1,0 +1,5 @@
+import sys
+
+from zklint.cli import main
+
+sys.exit(main())

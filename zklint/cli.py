@@ -1,0 +1,294 @@
+"""The ``zklint`` command: a thin layer of argument parsing, file I/O and printing."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from zklint import __version__
+from zklint.config import ConfigError, Settings, load_settings, split_codes
+from zklint.engine import FileReport, RuleSelection, UnknownSelector, check_bytes
+from zklint.files import Excluder, discover
+from zklint.rules import all_rules
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+SUBCOMMANDS = ("check", "rule")
+
+EPILOG = """\
+examples:
+  zklint check .                      lint every Python file below here
+  zklint check --fix src/             apply safe fixes in place
+  zklint check --fix --unsafe-fixes   also apply fixes that change control flow
+  zklint check --diff app.py          show what --fix would change, write nothing
+  zklint check --select ZK4 --ignore ZK402 .
+  cat app.py | zklint check - --stdin-filename app.py
+
+exit status: 0 no findings, 1 findings remain, 2 a usage, configuration or I/O error
+(a file that cannot be read or parsed is reported on stderr and the others are still checked).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zklint",
+        description="Find and fix ZooKeeper (kazoo) hazards in Python code.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"zklint {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = commands.add_parser("check", help="lint files (the default command)", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("paths", nargs="*", metavar="PATH", help="files or directories (default: .); - reads stdin")
+    fixing = check.add_argument_group("fixing")
+    fixing.add_argument("--fix", action="store_true", help="apply safe fixes in place")
+    fixing.add_argument("--unsafe-fixes", action="store_true", help="with --fix or --diff, also apply unsafe fixes")
+    fixing.add_argument("--diff", action="store_true", help="print the fixes as a unified diff; write nothing")
+    fixing.add_argument("--show-fixes", action="store_true", help="list the fixes applied")
+    rules = check.add_argument_group("rule selection")
+    rules.add_argument("--select", action="append", metavar="CODES", help="comma-separated code prefixes to enable (replaces the configured list)")
+    rules.add_argument("--extend-select", action="append", metavar="CODES", help="code prefixes to enable in addition")
+    rules.add_argument("--ignore", action="append", metavar="CODES", help="code prefixes to disable")
+    files = check.add_argument_group("files")
+    files.add_argument("--exclude", action="append", metavar="PATTERNS", help="gitignore-style patterns to skip (replaces the configured list)")
+    files.add_argument("--extend-exclude", action="append", metavar="PATTERNS", help="patterns to skip in addition")
+    files.add_argument("--no-respect-gitignore", action="store_true", help="do not skip files .gitignore lists")
+    files.add_argument("--stdin-filename", metavar="PATH", help="the name of the file read from stdin")
+    files.add_argument("--config", metavar="PYPROJECT", help="use this pyproject.toml instead of the nearest one")
+    output = check.add_argument_group("output")
+    output.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings remain")
+    output.add_argument("-q", "--quiet", action="store_true", help="print findings only, no summary")
+    output.add_argument("-j", "--jobs", type=int, default=0, metavar="N", help="processes to use (default: the number of cores)")
+    rule = commands.add_parser("rule", help="explain a rule")
+    rule.add_argument("code", nargs="?", help="a rule code, e.g. ZK401")
+    rule.add_argument("--all", action="store_true", help="list every rule")
+    return parser
+
+
+def _normalise_argv(argv: Sequence[str]) -> List[str]:
+    """``zklint PATHS`` and ``zklint --fix PATHS`` mean ``zklint check ...``."""
+    argv = list(argv)
+    if not argv:
+        return ["check"]
+    first = argv[0]
+    if first in SUBCOMMANDS or first in ("-h", "--help", "--version"):
+        return argv
+    return ["check"] + argv
+
+
+@dataclass
+class Job:
+    """One file to check, with everything a worker process needs (picklable)."""
+
+    path: str
+    codes: Tuple[str, ...]
+    options: Dict[str, object]
+    fix: bool
+    unsafe_fixes: bool
+    diff: bool
+
+
+def run_job(job: Job) -> FileReport:
+    """Read, check and (for --fix) atomically rewrite one file. Never raises."""
+    try:
+        return _run_job(job)
+    except Exception as exc:  # a bug in a rule must not stop the other files
+        report = FileReport(job.path)
+        report.errors.append(f"internal error: {type(exc).__name__}: {exc}")
+        return report
+
+
+def _run_job(job: Job) -> FileReport:
+    from zklint.fixer import write_atomic
+
+    registry = all_rules()
+    rules = [registry[code] for code in job.codes]
+    try:
+        with open(job.path, "rb") as handle:
+            raw = handle.read()
+    except IsADirectoryError:
+        return FileReport(job.path, errors=["is a directory"])
+    except OSError as exc:
+        return FileReport(job.path, errors=[f"cannot read: {exc.strerror or exc}"])
+    report = check_bytes(raw, job.path, rules, job.options, fix=job.fix or job.diff, unsafe_fixes=job.unsafe_fixes)
+    if report.new_bytes is not None and job.fix and not job.diff:
+        try:
+            with open(job.path, "rb") as handle:
+                current = handle.read()
+            if current != raw:
+                report.errors.append("changed while being fixed; left as it is")
+                report.fixed = []
+            else:
+                write_atomic(job.path, report.new_bytes)
+        except OSError as exc:
+            report.errors.append(f"cannot write: {exc.strerror or exc}")
+            report.fixed = []
+    if not job.diff:
+        report.old_text = report.new_text = None
+    report.new_bytes = None if not job.diff else report.new_bytes
+    return report
+
+
+def _run_jobs(jobs: List[Job], processes: int) -> List[FileReport]:
+    if processes <= 1 or len(jobs) < 2 * processes:
+        return [run_job(job) for job in jobs]
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    chunk = max(1, min(64, len(jobs) // (processes * 8)))
+    with context.Pool(processes) as pool:
+        return pool.map(run_job, jobs, chunksize=chunk)
+
+
+def _resolve_settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    for name in ("select", "ignore", "extend_select"):
+        values = split_codes(getattr(args, name))
+        if values is not None:
+            if name == "select":
+                settings.select = values
+            else:
+                setattr(settings, name, getattr(settings, name) + values)
+    if args.exclude is not None:
+        settings.exclude = [p for value in args.exclude for p in value.split(",") if p]
+    if args.extend_exclude is not None:
+        settings.extend_exclude += [p for value in args.extend_exclude for p in value.split(",") if p]
+    if args.no_respect_gitignore:
+        settings.respect_gitignore = False
+    return settings
+
+
+def _selection(settings: Settings, extra_ignore: Sequence[str] = ()) -> RuleSelection:
+    return RuleSelection(settings.select, list(settings.ignore) + list(extra_ignore), settings.extend_select)
+
+
+def check_command(args: argparse.Namespace) -> int:
+    from zklint import output
+
+    out, err = sys.stdout, sys.stderr
+    try:
+        settings = _resolve_settings(args)
+        selection = _selection(settings)
+    except (ConfigError, UnknownSelector) as exc:
+        err.write(f"zklint: error: {exc}\n")
+        return EXIT_ERROR
+    if args.jobs < 0:
+        err.write("zklint: error: --jobs must be 0 (all cores) or more\n")
+        return EXIT_ERROR
+    paths = args.paths or ["."]
+    if "-" in paths:
+        if len(paths) > 1:
+            err.write("zklint: error: '-' (stdin) cannot be combined with other paths\n")
+            return EXIT_ERROR
+        return _check_stdin(args, settings, out, err)
+
+    excluder = Excluder(settings.root, settings.exclude + settings.extend_exclude, settings.respect_gitignore)
+    jobs: List[Job] = []
+    errors: List[Tuple[str, str]] = []
+    selections: Dict[Tuple[str, ...], Tuple[str, ...]] = {}
+    for path, problem in discover(paths, excluder):
+        if problem is not None:
+            errors.append((path, problem))
+            continue
+        ignored = tuple(settings.ignored_for(path))
+        if ignored not in selections:
+            selections[ignored] = tuple(_selection(settings, ignored).codes)
+        jobs.append(Job(path, selections[ignored], settings.options, args.fix, args.unsafe_fixes, args.diff))
+    reports = _run_jobs(jobs, args.jobs or os.cpu_count() or 1)
+    for report in reports:
+        errors.extend((report.path, message) for message in report.errors)
+
+    if args.diff:
+        for report in reports:
+            if report.new_text is not None:
+                output.write_diff(report, out)
+    else:
+        output.write_findings(reports, out)
+    if args.show_fixes and args.fix and not args.diff:
+        output.write_fixed(reports, err)
+    for path, message in errors:
+        err.write(f"{path}: error: {message}\n")
+    if not args.quiet:
+        if args.diff:
+            would = sum(len(r.fixed) for r in reports)
+            (err if would else out).write(
+                f"Would fix {would} error{'s' if would != 1 else ''}.\n" if would else "No fixes available.\n"
+            )
+        else:
+            for line in output.summary(reports, args.fix, args.unsafe_fixes):
+                out.write(line + "\n")
+    if errors:
+        return EXIT_ERROR
+    if args.exit_zero:
+        return EXIT_CLEAN
+    if args.diff:
+        return EXIT_FINDINGS if any(r.fixed for r in reports) else EXIT_CLEAN
+    return EXIT_FINDINGS if any(r.findings for r in reports) else EXIT_CLEAN
+
+
+def _check_stdin(args, settings: Settings, out, err) -> int:
+    """Lint stdin; with --fix the fixed source goes to stdout and findings to stderr."""
+    from zklint import output
+
+    name = args.stdin_filename or "-"
+    raw = sys.stdin.buffer.read()
+    ignored = settings.ignored_for(name) if args.stdin_filename else []
+    codes = _selection(settings, ignored).rules()
+    report = check_bytes(raw, name, codes, settings.options, fix=args.fix or args.diff, unsafe_fixes=args.unsafe_fixes)
+    for message in report.errors:
+        err.write(f"{name}: error: {message}\n")
+    if args.diff:
+        if report.new_text is not None:
+            output.write_diff(report, out)
+    elif args.fix:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(report.new_bytes if report.new_bytes is not None else raw)
+        sys.stdout.flush()
+        output.write_findings([report], err)
+    else:
+        output.write_findings([report], out)
+        if not args.quiet:
+            for line in output.summary([report], False, args.unsafe_fixes):
+                out.write(line + "\n")
+    if report.errors:
+        return EXIT_ERROR
+    if args.exit_zero:
+        return EXIT_CLEAN
+    if args.diff:
+        return EXIT_FINDINGS if report.fixed else EXIT_CLEAN
+    return EXIT_FINDINGS if report.findings else EXIT_CLEAN
+
+
+def rule_command(args: argparse.Namespace) -> int:
+    registry = all_rules()
+    if args.all or not args.code:
+        for code, rule in registry.items():
+            fix = f"fix: {rule.fix_safety.value}" if rule.fix_safety else "no fix"
+            print(f"{code}  {rule.name:<36} {fix}")
+        return EXIT_CLEAN
+    code = args.code.upper()
+    if code not in registry:
+        sys.stderr.write(f"zklint: error: unknown rule {args.code!r}\n")
+        return EXIT_ERROR
+    from zklint.docs import rule_markdown
+
+    print(rule_markdown(registry[code]))
+    return EXIT_CLEAN
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(_normalise_argv(sys.argv[1:] if argv is None else argv))
+    try:
+        if args.command == "rule":
+            return rule_command(args)
+        return check_command(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("zklint: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_CLEAN
+

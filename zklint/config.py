@@ -1,0 +1,151 @@
+"""Settings: ``[tool.zklint]`` in the nearest pyproject.toml, overridden by the command line."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python < 3.11 only
+    import tomli as tomllib
+
+from zklint.rules import all_rules
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message is one line naming the file and key."""
+
+
+# Options rules read from ``[tool.zklint]``: key -> (type, default). Rules document them.
+RULE_OPTIONS: Dict[str, tuple] = {}
+
+
+def rule_option(key: str, kind: type, default) -> None:
+    RULE_OPTIONS[key] = (kind, default)
+
+
+@dataclass
+class Settings:
+    root: str = "."  # the directory paths in exclude and per-file-ignores are relative to
+    config_path: Optional[str] = None
+    select: List[str] = field(default_factory=lambda: ["ZK"])
+    ignore: List[str] = field(default_factory=list)
+    extend_select: List[str] = field(default_factory=list)
+    exclude: List[str] = field(default_factory=list)
+    extend_exclude: List[str] = field(default_factory=list)
+    per_file_ignores: Dict[str, List[str]] = field(default_factory=dict)
+    respect_gitignore: bool = True
+    options: Dict[str, object] = field(default_factory=dict)
+
+    def ignored_for(self, path: str) -> List[str]:
+        """Codes ignored for this file by per-file-ignores (globs on the relative path or name)."""
+        if not self.per_file_ignores:
+            return []
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(self.root)).replace(os.sep, "/")
+        name = os.path.basename(path)
+        codes: List[str] = []
+        for pattern, pattern_codes in self.per_file_ignores.items():
+            pattern = pattern.lstrip("./") if pattern.startswith("./") else pattern
+            if fnmatch.fnmatchcase(rel, pattern) or fnmatch.fnmatchcase(name, pattern) or (
+                pattern.endswith("/") and rel.startswith(pattern)
+            ) or rel.startswith(pattern.rstrip("/") + "/"):
+                codes.extend(pattern_codes)
+        return codes
+
+
+_LIST_KEYS = {
+    "select": "select",
+    "ignore": "ignore",
+    "extend-select": "extend_select",
+    "exclude": "exclude",
+    "extend-exclude": "extend_exclude",
+}
+
+
+def find_pyproject(start: str) -> Optional[str]:
+    """The nearest pyproject.toml at or above `start` that has a [tool.zklint] table."""
+    current = os.path.abspath(start)
+    while True:
+        candidate = os.path.join(current, "pyproject.toml")
+        if os.path.isfile(candidate):
+            try:
+                with open(candidate, "rb") as handle:
+                    raw = handle.read()
+            except OSError:
+                raw = b""
+            if b"tool.zklint" in raw:
+                return candidate
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
+def load_settings(config_path: Optional[str] = None, start: str = ".") -> Settings:
+    path = config_path or find_pyproject(start)
+    if path is None:
+        return Settings(root=os.path.abspath(start), options=_default_options())
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    table = document.get("tool", {}).get("zklint", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.zklint] must be a table")
+    return settings_from_table(table, path)
+
+
+def _default_options() -> Dict[str, object]:
+    all_rules()  # rules register their options on import
+    return {key: default for key, (_, default) in RULE_OPTIONS.items()}
+
+
+def settings_from_table(table: dict, path: str) -> Settings:
+    settings = Settings(root=os.path.dirname(os.path.abspath(path)), config_path=path, options=_default_options())
+    codes = all_rules()
+    for key, value in table.items():
+        where = f"{path}: [tool.zklint] {key}"
+        if key in _LIST_KEYS:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where} must be a list of strings")
+            setattr(settings, _LIST_KEYS[key], list(value))
+        elif key == "per-file-ignores":
+            if not isinstance(value, dict) or not all(
+                isinstance(v, list) and all(isinstance(c, str) for c in v) for v in value.values()
+            ):
+                raise ConfigError(f"{where} must map glob patterns to lists of codes")
+            settings.per_file_ignores = {k: list(v) for k, v in value.items()}
+        elif key == "respect-gitignore":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where} must be true or false")
+            settings.respect_gitignore = value
+        elif key in RULE_OPTIONS:
+            kind, _ = RULE_OPTIONS[key]
+            if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+                raise ConfigError(f"{where} must be of type {kind.__name__}")
+            settings.options[key] = value
+        else:
+            raise ConfigError(f"{where}: unknown key")
+    for key in ("select", "ignore", "extend_select"):
+        for selector in getattr(settings, key):
+            if selector != "ALL" and not any(code.startswith(selector) for code in codes):
+                raise ConfigError(f"{path}: [tool.zklint] {key.replace('_', '-')}: unknown rule selector {selector!r}")
+    for pattern, pattern_codes in settings.per_file_ignores.items():
+        for selector in pattern_codes:
+            if not any(code.startswith(selector) for code in codes):
+                raise ConfigError(f"{path}: [tool.zklint] per-file-ignores {pattern!r}: unknown rule selector {selector!r}")
+    return settings
+
+
+def split_codes(values: Optional[Sequence[str]]) -> Optional[List[str]]:
+    """``--select ZK1,ZK401 --select ZK2`` -> [ZK1, ZK401, ZK2]."""
+    if values is None:
+        return None
+    return [part.strip().upper() for value in values for part in value.split(",") if part.strip()]

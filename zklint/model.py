@@ -1,0 +1,762 @@
+"""The shared model of a module: imports, scopes, kazoo clients and callbacks.
+
+Every rule asks this model the same questions ("is this expression a KazooClient?",
+"which functions are state listeners?") instead of pattern-matching on its own, so the
+answers are computed once per file and are consistent across rules.
+
+The model is deliberately conservative. A name is a client only when *every* binding of
+that name in its scope is a client construction (or ``None``, the usual placeholder in
+``__init__``); anything it cannot see through (tuple unpacking, loop targets, values
+from other modules) makes it answer "unknown", and rules stay silent on unknowns.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Dict, Iterator, List, Optional, Tuple, Union
+
+KAZOO_CLIENT = "kazoo.client.KazooClient"
+KAZOO_RETRY = "kazoo.retry.KazooRetry"
+KAZOO_STATE = "kazoo.protocol.states.KazooState"
+
+FunctionNode = Union[ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda]
+_FUNCTION_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+_DEF_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+# A binding whose value the model cannot see (parameter, loop target, import, ...).
+UNKNOWN = None
+
+
+class Scope:
+    """A module, class or function body and the names bound directly in it."""
+
+    __slots__ = ("node", "kind", "parent", "bindings", "global_names", "nonlocal_names", "params")
+
+    def __init__(self, node: ast.AST, kind: str, parent: Optional["Scope"]) -> None:
+        self.node = node
+        self.kind = kind  # "module" | "class" | "function"
+        self.parent = parent
+        # name -> every value bound to it here: an expression, a def/class node, or UNKNOWN
+        self.bindings: Dict[str, List[Optional[ast.AST]]] = {}
+        self.global_names: set = set()
+        self.nonlocal_names: set = set()
+        self.params: Dict[str, ast.arg] = {}
+
+    def bind(self, name: str, value: Optional[ast.AST]) -> None:
+        self.bindings.setdefault(name, []).append(value)
+
+    @property
+    def enclosing_class(self) -> Optional["Scope"]:
+        """For a method: the class scope it is defined in."""
+        if self.kind == "function" and self.parent is not None and self.parent.kind == "class":
+            return self.parent
+        return None
+
+    @property
+    def self_name(self) -> Optional[str]:
+        """The first parameter of a method (``self``/``cls``), if this is one."""
+        if self.enclosing_class is None or isinstance(self.node, ast.Lambda):
+            return None
+        args = self.node.args.posonlyargs + self.node.args.args
+        if not args:
+            return None
+        for deco in self.node.decorator_list:
+            if isinstance(deco, ast.Name) and deco.id == "staticmethod":
+                return None
+        return args[0].arg
+
+    def __repr__(self) -> str:
+        name = getattr(self.node, "name", self.kind)
+        return f"<Scope {self.kind} {name}>"
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    """Identity of one client variable: a name in a scope, or an attribute of a class."""
+
+    kind: str  # "name" | "attr"
+    scope_id: int
+    name: str
+    scope: Scope = field(compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """A call, the scope it is written in, and the client it is made on (if any)."""
+
+    node: ast.Call
+    scope: Scope
+
+
+class CallbackKind(Enum):
+    STATE_LISTENER = "state listener"  # add_listener: runs on the connection thread
+    WATCH = "watch callback"  # watch= of get/exists/get_children: the callback worker
+    DATA_WATCH = "DataWatch function"
+    CHILDREN_WATCH = "ChildrenWatch function"
+    TREE_CACHE = "TreeCache listener"
+    COMPLETION = "rawlink callback"  # rawlink of an async result: the completion worker
+
+
+@dataclass(frozen=True)
+class Callback:
+    kind: CallbackKind
+    function: FunctionNode
+    client: Optional[ClientKey]
+    registration: ast.AST  # the call or decorator that registers it
+
+
+_WATCH_METHODS = {
+    "get": 1, "get_async": 1, "exists": 1, "exists_async": 1,
+    "get_children": 1, "get_children_async": 1,
+}
+_RECIPE_WATCHERS = {
+    "kazoo.recipe.watchers.DataWatch": CallbackKind.DATA_WATCH,
+    "kazoo.recipe.watchers.ChildrenWatch": CallbackKind.CHILDREN_WATCH,
+}
+
+
+class ModuleModel:
+    """Facts about one parsed module. Build once, query from every rule."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.tree = tree
+        self.imports: Dict[str, Optional[str]] = {}  # local name -> qualified name (None: ambiguous)
+        self.module_scope = Scope(tree, "module", None)
+        self.scopes: Dict[ast.AST, Scope] = {tree: self.module_scope}
+        self.calls: List[CallSite] = []
+        self.classes: Dict[str, Optional[ast.ClassDef]] = {}  # module-level classes (None: ambiguous)
+        _Collector(self).collect(tree)
+        self._client_names: Dict[Tuple[int, str], Optional[bool]] = {}
+        self._client_attrs: Dict[Tuple[int, str], Optional[bool]] = {}
+        self._client_classes: Optional[set] = None
+        self._client_factories: Optional[Dict[str, bool]] = None
+        self._client_calls: Optional[List[Tuple[CallSite, ClientKey, str]]] = None
+        self._callbacks: Optional[List[Callback]] = None
+
+    # ---- imports and qualified names ---------------------------------------------
+
+    def qualname(self, expr: ast.AST) -> Optional[str]:
+        """``kc.KazooClient`` -> ``kazoo.client.KazooClient`` through the module's imports.
+
+        Only names bound by an import (and never rebound) resolve; a local class or
+        variable that happens to share a name with a kazoo one does not.
+        """
+        parts = []
+        while isinstance(expr, ast.Attribute):
+            parts.append(expr.attr)
+            expr = expr.value
+        if not isinstance(expr, ast.Name):
+            return None
+        base = self.imports.get(expr.id)
+        if base is None:
+            return None
+        bindings = self.module_scope.bindings.get(expr.id, ())
+        if any(value is not _IMPORT for value in bindings):
+            return None
+        parts.append(base)
+        return ".".join(reversed(parts))
+
+    def local_name_for(self, qualified: str) -> Optional[str]:
+        """The expression text this module uses for `qualified`, if it imports it."""
+        module, _, attr = qualified.rpartition(".")
+        for local, target in self.imports.items():
+            if target == qualified and self.qualname(ast.Name(id=local)) == qualified:
+                return local
+        for local, target in self.imports.items():
+            if target == module and self.qualname(ast.Name(id=local)) == module:
+                return f"{local}.{attr}"
+        return None
+
+    # ---- scopes -----------------------------------------------------------------
+
+    def scope_of(self, node: ast.AST) -> Optional[Scope]:
+        """The scope a function, class or module node opens."""
+        return self.scopes.get(node)
+
+    def lookup(self, name: str, scope: Scope) -> Optional[Scope]:
+        """The scope whose binding of `name` a read in `scope` sees (Python's LEGB, minus builtins)."""
+        current: Optional[Scope] = scope
+        first = True
+        while current is not None:
+            if name in current.global_names:
+                return self.module_scope if name in self.module_scope.bindings else None
+            if current.kind != "class" or first:
+                if name in current.bindings and name not in current.nonlocal_names:
+                    return current
+            first = False
+            current = current.parent
+        return None
+
+    # ---- clients ------------------------------------------------------------------
+
+    @property
+    def client_classes(self) -> set:
+        """Qualified or local names of classes whose instances are KazooClients."""
+        if self._client_classes is None:
+            found = {KAZOO_CLIENT}
+            changed = True
+            while changed:
+                changed = False
+                for name, cls in self.classes.items():
+                    if cls is None or name in found:
+                        continue
+                    for base in cls.bases:
+                        if self.qualname(base) in found or (
+                            isinstance(base, ast.Name) and base.id in found and base.id in self.classes
+                        ):
+                            found.add(name)
+                            changed = True
+                            break
+            self._client_classes = found
+        return self._client_classes
+
+    def is_client_class(self, expr: ast.AST) -> bool:
+        if self.qualname(expr) in self.client_classes:
+            return True
+        return (
+            isinstance(expr, ast.Name)
+            and expr.id in self.client_classes
+            and self.classes.get(expr.id) is not None
+            and self.lookup(expr.id, self.module_scope) is self.module_scope
+        )
+
+    def is_client_construction(self, expr: ast.AST) -> bool:
+        return isinstance(expr, ast.Call) and self.is_client_class(expr.func)
+
+    def is_client_annotation(self, annotation: Optional[ast.AST]) -> bool:
+        if annotation is None:
+            return False
+        if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+            try:
+                annotation = ast.parse(annotation.value, mode="eval").body
+            except SyntaxError:
+                return False
+        if isinstance(annotation, ast.Subscript):  # Optional[KazooClient]
+            if (self.qualname(annotation.value) or "").endswith("Optional"):
+                return self.is_client_annotation(annotation.slice)
+            return False
+        if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):  # KazooClient | None
+            sides = [annotation.left, annotation.right]
+            others = [s for s in sides if not (isinstance(s, ast.Constant) and s.value is None)]
+            return len(others) == 1 and self.is_client_annotation(others[0])
+        return self.is_client_class(annotation)
+
+    def is_client_expr(self, expr: ast.AST, scope: Scope) -> bool:
+        """Does `expr`, evaluated in `scope`, always produce a KazooClient?"""
+        if self.is_client_construction(expr):
+            return True
+        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
+            return self.client_factories.get(expr.func.id, False) and (
+                self.lookup(expr.func.id, scope) is self.module_scope
+            )
+        return self.client_key(expr, scope) is not None
+
+    def client_key(self, expr: ast.AST, scope: Scope) -> Optional[ClientKey]:
+        """The client variable `expr` reads, when the model can prove it is one."""
+        if isinstance(expr, ast.Name):
+            owner = self.lookup(expr.id, scope)
+            if owner is not None and self._name_is_client(owner, expr.id):
+                return ClientKey("name", id(owner.node), expr.id, owner)
+            return None
+        if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name):
+            cls = self._class_for_self(expr.value.id, scope)
+            if cls is not None and self._attr_is_client(cls, expr.attr):
+                return ClientKey("attr", id(cls.node), expr.attr, cls)
+        return None
+
+    def _class_for_self(self, name: str, scope: Scope) -> Optional[Scope]:
+        """The class whose instance `name` is, when `name` is a method's self/cls.
+
+        Nested functions and lambdas inside a method see the method's ``self``
+        unless they bind the name themselves.
+        """
+        current: Optional[Scope] = scope
+        while current is not None and current.kind == "function":
+            if current.self_name == name:
+                return current.enclosing_class
+            if name in current.bindings:
+                return None
+            current = current.parent
+        return None
+
+    def _name_is_client(self, owner: Scope, name: str) -> bool:
+        key = (id(owner.node), name)
+        cached = self._client_names.get(key, False)
+        if cached is not False:
+            return bool(cached)
+        self._client_names[key] = None  # in progress: a cycle answers "no"
+        param = owner.params.get(name)
+        if param is not None and len(owner.bindings.get(name, ())) == 1:
+            result = self.is_client_annotation(param.annotation)
+        else:
+            result = self._all_clients(owner.bindings.get(name, ()), owner)
+        self._client_names[key] = result
+        return result
+
+    def _attr_is_client(self, cls: Scope, attr: str) -> bool:
+        key = (id(cls.node), attr)
+        cached = self._client_attrs.get(key, False)
+        if cached is not False:
+            return bool(cached)
+        self._client_attrs[key] = None
+        values: List[Tuple[Optional[ast.AST], Scope]] = []
+        annotated = False
+        for value in cls.bindings.get(attr, ()):
+            if isinstance(value, _Annotation):
+                annotated = annotated or self.is_client_annotation(value.annotation)
+            else:
+                values.append((value, cls))
+        for method_scope in self._methods(cls):
+            self_name = method_scope.self_name
+            for target, value in _self_attribute_assignments(method_scope.node, self_name):
+                if target == attr:
+                    values.append((value, method_scope))
+        result = (annotated and not values) or self._all_clients_in(values)
+        self._client_attrs[key] = result
+        return result
+
+    def _methods(self, cls: Scope) -> Iterator[Scope]:
+        for stmt in cls.node.body:
+            if isinstance(stmt, _DEF_TYPES):
+                method_scope = self.scopes.get(stmt)
+                if method_scope is not None:
+                    yield method_scope
+
+    def _all_clients(self, values, scope: Scope) -> bool:
+        return self._all_clients_in([(v, scope) for v in values])
+
+    def _all_clients_in(self, values: List[Tuple[Optional[ast.AST], Scope]]) -> bool:
+        """True when every value is a client or a ``None`` placeholder, and one is a client."""
+        seen_client = False
+        for value, scope in values:
+            if isinstance(value, _Annotation):
+                continue
+            if isinstance(value, ast.Constant) and value.value is None:
+                continue
+            # UNKNOWN, imports and def/class nodes are not client expressions
+            if not isinstance(value, ast.expr) or not self.is_client_expr(value, scope):
+                return False
+            seen_client = True
+        return seen_client
+
+    @property
+    def client_factories(self) -> Dict[str, bool]:
+        """Module-level functions every ``return`` of which returns a client."""
+        if self._client_factories is None:
+            self._client_factories = {}
+            for stmt in self.tree.body:
+                if isinstance(stmt, _DEF_TYPES):
+                    self._client_factories[stmt.name] = False
+            for stmt in self.tree.body:
+                if isinstance(stmt, _DEF_TYPES) and len(self.module_scope.bindings.get(stmt.name, ())) == 1:
+                    scope = self.scopes[stmt]
+                    returns = [r.value for r in _own_returns(stmt)]
+                    self._client_factories[stmt.name] = bool(returns) and all(
+                        r is not None and self.is_client_expr(r, scope) for r in returns
+                    )
+        return self._client_factories
+
+    def client_calls(self) -> List[Tuple[CallSite, ClientKey, str]]:
+        """Every ``<client>.<method>(...)`` call: (site, client, method name)."""
+        if self._client_calls is None:
+            found = []
+            for site in self.calls:
+                func = site.node.func
+                if isinstance(func, ast.Attribute):
+                    key = self.client_key(func.value, site.scope)
+                    if key is None and self.is_client_construction(func.value):
+                        key = ClientKey("expr", id(func.value), "", site.scope)
+                    if key is not None:
+                        found.append((site, key, func.attr))
+            self._client_calls = found
+        return self._client_calls
+
+    # ---- callbacks -------------------------------------------------------------------
+
+    def resolve_function(self, expr: ast.AST, scope: Scope) -> Optional[FunctionNode]:
+        """The function a callback argument names: a lambda, a def, a method, or a partial."""
+        if isinstance(expr, ast.Lambda):
+            return expr
+        if isinstance(expr, ast.Name):
+            owner = self.lookup(expr.id, scope)
+            if owner is None:
+                return None
+            values = owner.bindings.get(expr.id, ())
+            if len(values) == 1 and isinstance(values[0], _FUNCTION_TYPES):
+                return values[0]
+            return None
+        if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name):
+            cls = self._class_for_self(expr.value.id, scope)
+            if cls is not None:
+                values = cls.bindings.get(expr.attr, ())
+                if len(values) == 1 and isinstance(values[0], _DEF_TYPES):
+                    return values[0]
+            return None
+        if isinstance(expr, ast.Call) and self.qualname(expr.func) == "functools.partial" and expr.args:
+            return self.resolve_function(expr.args[0], scope)
+        return None
+
+    def callbacks(self) -> List[Callback]:
+        """Every function kazoo will call back, with the kind of thread that runs it."""
+        if self._callbacks is None:
+            self._callbacks = list(self._find_callbacks())
+        return self._callbacks
+
+    def callbacks_of(self, kind: CallbackKind) -> List[Callback]:
+        return [cb for cb in self.callbacks() if cb.kind is kind]
+
+    def _find_callbacks(self) -> Iterator[Callback]:
+        seen = set()
+
+        def make(kind, expr, scope, client, registration):
+            func = self.resolve_function(expr, scope)
+            if func is not None and (kind, id(func)) not in seen:
+                seen.add((kind, id(func)))
+                return Callback(kind, func, client, registration)
+            return None
+
+        for site, client, method in self.client_calls():
+            call = site.node
+            candidates = []
+            if method == "add_listener" and call.args:
+                candidates.append((CallbackKind.STATE_LISTENER, call.args[0]))
+            elif method in _WATCH_METHODS:
+                watch = _argument(call, _WATCH_METHODS[method], "watch")
+                if watch is not None:
+                    candidates.append((CallbackKind.WATCH, watch))
+            elif method in ("DataWatch", "ChildrenWatch"):
+                kind = CallbackKind.DATA_WATCH if method == "DataWatch" else CallbackKind.CHILDREN_WATCH
+                func = _argument(call, 1, "func")
+                if func is not None:
+                    candidates.append((kind, func))
+            for kind, expr in candidates:
+                cb = make(kind, expr, site.scope, client, call)
+                if cb is not None:
+                    yield cb
+        for site in self.calls:
+            call = site.node
+            qual = self.qualname(call.func)
+            if qual in _RECIPE_WATCHERS and call.args:
+                client = self.client_key(call.args[0], site.scope)
+                func = _argument(call, 2, "func")
+                if func is not None and self.is_client_expr(call.args[0], site.scope):
+                    cb = make(_RECIPE_WATCHERS[qual], func, site.scope, client, call)
+                    if cb is not None:
+                        yield cb
+            elif isinstance(call.func, ast.Attribute) and call.func.attr == "rawlink" and call.args:
+                if self._is_async_result(call.func.value, site.scope):
+                    cb = make(CallbackKind.COMPLETION, call.args[0], site.scope, None, call)
+                    if cb is not None:
+                        yield cb
+        # Decorator form: @zk.DataWatch(path) / @zk.ChildrenWatch(path)
+        for node, scope in self.scopes.items():
+            if not isinstance(node, _DEF_TYPES) or scope.parent is None:
+                continue
+            for deco in node.decorator_list:
+                if not (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute)):
+                    continue
+                if deco.func.attr not in ("DataWatch", "ChildrenWatch"):
+                    continue
+                client = self.client_key(deco.func.value, scope.parent)
+                if client is None:
+                    continue
+                kind = CallbackKind.DATA_WATCH if deco.func.attr == "DataWatch" else CallbackKind.CHILDREN_WATCH
+                if (kind, id(node)) not in seen:
+                    seen.add((kind, id(node)))
+                    yield Callback(kind, node, client, deco)
+
+    def _is_async_result(self, expr: ast.AST, scope: Scope) -> bool:
+        """``zk.get_async(...)`` or a name bound only to such calls."""
+        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute):
+            return expr.func.attr.endswith("_async") and self.client_key(expr.func.value, scope) is not None
+        if isinstance(expr, ast.Name):
+            owner = self.lookup(expr.id, scope)
+            if owner is None:
+                return False
+            values = owner.bindings.get(expr.id, ())
+            return bool(values) and all(
+                isinstance(v, ast.expr) and self._is_async_result(v, owner) for v in values
+            )
+        return False
+
+    def function_scope(self, func: FunctionNode) -> Optional[Scope]:
+        return self.scopes.get(func)
+
+
+# ---- collection -------------------------------------------------------------------------
+
+class _ImportMarker:
+    """Binding value for names bound by an import."""
+
+
+_IMPORT = _ImportMarker()
+
+
+class _Annotation:
+    """Binding value for a bare annotated name (``zk: KazooClient``) with no value."""
+
+    __slots__ = ("annotation",)
+
+    def __init__(self, annotation: ast.AST) -> None:
+        self.annotation = annotation
+
+
+class _Collector:
+    """One walk over the tree: scopes, bindings, imports, classes and every call."""
+
+    def __init__(self, model: ModuleModel) -> None:
+        self.model = model
+
+    def collect(self, tree: ast.Module) -> None:
+        self._body(tree.body, self.model.module_scope)
+        for stmt in tree.body:
+            if isinstance(stmt, ast.ClassDef):
+                previous = self.model.classes.get(stmt.name, 0)
+                self.model.classes[stmt.name] = stmt if previous == 0 else None
+
+    def _body(self, stmts, scope: Scope) -> None:
+        for stmt in stmts:
+            self._stmt(stmt, scope)
+
+    def _stmt(self, node: ast.stmt, scope: Scope) -> None:
+        if isinstance(node, _DEF_TYPES):
+            for deco in node.decorator_list:
+                self._expr(deco, scope)
+            self._arguments(node.args, scope)
+            if node.returns is not None:
+                self._expr(node.returns, scope)
+            scope.bind(node.name, node)
+            inner = self._open(node, "function", scope)
+            self._bind_params(node.args, inner)
+            self._body(node.body, inner)
+        elif isinstance(node, ast.ClassDef):
+            for expr in node.decorator_list + node.bases + [k.value for k in node.keywords]:
+                self._expr(expr, scope)
+            scope.bind(node.name, node)
+            inner = self._open(node, "class", scope)
+            self._body(node.body, inner)
+        elif isinstance(node, ast.Assign):
+            self._expr(node.value, scope)
+            for target in node.targets:
+                self._target(target, node.value, scope)
+        elif isinstance(node, ast.AnnAssign):
+            if node.value is not None:
+                self._expr(node.value, scope)
+            self._expr(node.annotation, scope)
+            if isinstance(node.target, ast.Name):
+                scope.bind(node.target.id, node.value if node.value is not None else _Annotation(node.annotation))
+            else:
+                self._target(node.target, node.value, scope)
+        elif isinstance(node, ast.AugAssign):
+            self._expr(node.value, scope)
+            self._target(node.target, UNKNOWN, scope)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            self._import(node, scope)
+        elif isinstance(node, ast.Global):
+            scope.global_names.update(node.names)
+        elif isinstance(node, ast.Nonlocal):
+            scope.nonlocal_names.update(node.names)
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            self._expr(node.iter, scope)
+            self._target(node.target, UNKNOWN, scope)
+            self._body(node.body, scope)
+            self._body(node.orelse, scope)
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            for item in node.items:
+                self._expr(item.context_expr, scope)
+                if item.optional_vars is not None:
+                    self._target(item.optional_vars, UNKNOWN, scope)
+            self._body(node.body, scope)
+        elif isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
+            self._body(node.body, scope)
+            for handler in node.handlers:
+                if handler.type is not None:
+                    self._expr(handler.type, scope)
+                if handler.name:
+                    scope.bind(handler.name, UNKNOWN)
+                self._body(handler.body, scope)
+            self._body(node.orelse, scope)
+            self._body(node.finalbody, scope)
+        elif isinstance(node, ast.Delete):
+            for target in node.targets:
+                self._target(target, UNKNOWN, scope)
+        else:
+            # if/while/match/expression/return/raise/assert: visit children generically
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.stmt):
+                    self._stmt(child, scope)
+                elif isinstance(child, ast.expr):
+                    self._expr(child, scope)
+                elif child.__class__.__name__ == "match_case":
+                    self._match_case(child, scope)
+
+    def _match_case(self, case, scope: Scope) -> None:
+        for sub in ast.walk(case.pattern):
+            name = getattr(sub, "name", None)
+            if isinstance(name, str):
+                scope.bind(name, UNKNOWN)
+        if case.guard is not None:
+            self._expr(case.guard, scope)
+        self._body(case.body, scope)
+
+    def _open(self, node: ast.AST, kind: str, parent: Scope) -> Scope:
+        scope = Scope(node, kind, parent)
+        self.model.scopes[node] = scope
+        return scope
+
+    def _arguments(self, args: ast.arguments, scope: Scope) -> None:
+        for default in args.defaults + [d for d in args.kw_defaults if d is not None]:
+            self._expr(default, scope)
+        for arg in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]:
+            if arg is not None and arg.annotation is not None:
+                self._expr(arg.annotation, scope)
+
+    def _bind_params(self, args: ast.arguments, scope: Scope) -> None:
+        for arg in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]:
+            if arg is not None:
+                scope.bind(arg.arg, UNKNOWN)
+                scope.params[arg.arg] = arg
+
+    def _target(self, target: ast.AST, value, scope: Scope) -> None:
+        if isinstance(target, ast.Name):
+            scope.bind(target.id, value)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for elt in target.elts:
+                self._target(elt, UNKNOWN, scope)
+        elif isinstance(target, ast.Starred):
+            self._target(target.value, UNKNOWN, scope)
+        else:  # attribute or subscript target: its sub-expressions are reads
+            self._expr(target, scope)
+
+    def _import(self, node, scope: Scope) -> None:
+        imports = self.model.imports
+        for alias in node.names:
+            if isinstance(node, ast.Import):
+                local = alias.asname or alias.name.partition(".")[0]
+                qualified = alias.name if alias.asname else local
+            else:
+                if node.level or node.module is None:
+                    continue  # relative imports name this project's modules, not kazoo
+                if alias.name == "*":
+                    continue
+                local = alias.asname or alias.name
+                qualified = f"{node.module}.{alias.name}"
+            # Imports anywhere in the module count; a name imported two ways is ambiguous.
+            if local in imports and imports[local] != qualified:
+                imports[local] = None
+            else:
+                imports[local] = qualified
+            if scope is self.model.module_scope:
+                scope.bind(local, _IMPORT)
+            else:
+                scope.bind(local, UNKNOWN)
+
+    def _expr(self, node: ast.AST, scope: Scope) -> None:
+        # Iterative walk: expressions can nest deeply; lambdas and comprehensions open scopes.
+        stack = [(node, scope)]
+        model = self.model
+        while stack:
+            current, current_scope = stack.pop()
+            if isinstance(current, ast.Call):
+                model.calls.append(CallSite(current, current_scope))
+            elif isinstance(current, ast.Lambda):
+                self._arguments(current.args, current_scope)
+                inner = self._open(current, "function", current_scope)
+                self._bind_params(current.args, inner)
+                stack.append((current.body, inner))
+                continue
+            elif isinstance(current, ast.NamedExpr):
+                if isinstance(current.target, ast.Name):
+                    current_scope.bind(current.target.id, current.value)
+                stack.append((current.value, current_scope))
+                continue
+            for child in ast.iter_child_nodes(current):
+                stack.append((child, current_scope))
+
+
+def _self_attribute_assignments(func: ast.AST, self_name: Optional[str]) -> Iterator[Tuple[str, Optional[ast.AST]]]:
+    """(attr, value) for each ``self.attr = value`` in a method (nested defs excluded)."""
+    if not self_name:
+        return
+    for node in _own_nodes(func):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                for sub in _flatten_targets(target):
+                    if _is_self_attr(sub, self_name):
+                        yield sub.attr, node.value if sub is target else UNKNOWN
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and _is_self_attr(node.target, self_name):
+            value = node.value if isinstance(node, ast.AnnAssign) else UNKNOWN
+            if isinstance(node, ast.AnnAssign) and value is None:
+                continue
+            yield node.target.attr, value
+        elif isinstance(node, (ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.Delete)):
+            targets = []
+            if isinstance(node, (ast.For, ast.AsyncFor)):
+                targets = [node.target]
+            elif isinstance(node, ast.Delete):
+                targets = node.targets
+            else:
+                targets = [i.optional_vars for i in node.items if i.optional_vars is not None]
+            for target in targets:
+                for sub in _flatten_targets(target):
+                    if _is_self_attr(sub, self_name):
+                        yield sub.attr, UNKNOWN
+
+
+def _flatten_targets(target: ast.AST) -> Iterator[ast.AST]:
+    if isinstance(target, (ast.Tuple, ast.List)):
+        for elt in target.elts:
+            yield from _flatten_targets(elt)
+    elif isinstance(target, ast.Starred):
+        yield from _flatten_targets(target.value)
+    else:
+        yield target
+
+
+def _is_self_attr(node: ast.AST, self_name: str) -> bool:
+    return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == self_name
+
+
+def _own_nodes(func: ast.AST) -> Iterator[ast.AST]:
+    """Nodes of a function body, not descending into nested functions, lambdas or classes."""
+    stack = list(ast.iter_child_nodes(func)) if not isinstance(func, ast.Lambda) else [func.body]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def own_nodes(func: ast.AST) -> Iterator[ast.AST]:
+    """Public form of `_own_nodes` for rules that scan one function's body."""
+    return _own_nodes(func)
+
+
+def _own_returns(func: ast.AST) -> Iterator[ast.Return]:
+    for node in _own_nodes(func):
+        if isinstance(node, ast.Return):
+            yield node
+
+
+def _argument(call: ast.Call, position: int, keyword: str) -> Optional[ast.expr]:
+    """An argument given by position or by keyword, or None."""
+    for kw in call.keywords:
+        if kw.arg == keyword:
+            return kw.value
+    if len(call.args) > position and not any(isinstance(a, ast.Starred) for a in call.args[: position + 1]):
+        return call.args[position]
+    return None
+
+
+def argument(call: ast.Call, position: int, keyword: str) -> Optional[ast.expr]:
+    return _argument(call, position, keyword)
+
+
+def keyword(call: ast.Call, name: str) -> Optional[ast.keyword]:
+    for kw in call.keywords:
+        if kw.arg == name:
+            return kw
+    return None

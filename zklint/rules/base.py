@@ -1,0 +1,124 @@
+"""What a rule is, what it reports, and how rules are registered.
+
+A rule is one class: its code, name, message, documentation and ``check``. ``check``
+reads the shared `ModuleModel` and yields `Finding`s; a finding may carry a `Fix`, which
+is data (a title, a safety class, and a function that computes the edits on demand), so
+a check-only run never pays for building a fix.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple, Type
+
+if TYPE_CHECKING:
+    from zklint.model import ModuleModel
+    from zklint.source import SourceFile
+
+
+class Safety(Enum):
+    SAFE = "safe"  # keeps the program's intent: applied by --fix
+    UNSAFE = "unsafe"  # changes control flow or threading: needs --unsafe-fixes
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace text[start:end] (character offsets) with `text`."""
+
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Import:
+    """An import a fix's code needs: ``import module`` or ``from module import name``."""
+
+    module: str
+    name: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Fix:
+    title: str
+    safety: Safety
+    # Computes the edits against the source the finding was made on; returns None when
+    # the code turns out to be a shape the fix cannot rewrite safely.
+    build: Callable[["SourceFile"], Optional[List[Edit]]] = field(compare=False, repr=False)
+    imports: Tuple[Import, ...] = ()
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    message: str
+    line: int  # 1-based
+    col: int  # 0-based, in characters
+    end_line: int
+    end_col: int
+    fix: Optional[Fix] = field(default=None, compare=False)
+
+    def sort_key(self) -> tuple:
+        return (self.line, self.col, self.code)
+
+
+class Context:
+    """What a rule's ``check`` receives: the model, the source (when there is one) and options."""
+
+    def __init__(self, model: "ModuleModel", source: Optional["SourceFile"], options: Dict[str, object]) -> None:
+        self.model = model
+        self.source = source
+        self.options = options
+
+
+class Rule:
+    """Base class: subclasses set the class attributes and implement `check`."""
+
+    code: ClassVar[str]
+    name: ClassVar[str]
+    summary: ClassVar[str]  # one line: what it finds
+    why: ClassVar[str]  # the production failure and the ZooKeeper facts behind it
+    example: ClassVar[str]  # code the rule flags
+    use_instead: ClassVar[str]  # the fixed or recommended code
+    fix_safety: ClassVar[Optional[Safety]] = None
+    fix_safety_reason: ClassVar[str] = ""
+    limits: ClassVar[str] = ""  # known false negatives and why the rule stays silent there
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.model = context.model
+
+    def check(self) -> Iterator[Finding]:
+        raise NotImplementedError
+
+    def finding(
+        self,
+        node: ast.AST,
+        message: str,
+        fix_title: Optional[str] = None,
+        build: Optional[Callable[["SourceFile"], Optional[List[Edit]]]] = None,
+        imports: Tuple[Import, ...] = (),
+        safety: Optional[Safety] = None,
+    ) -> Finding:
+        fix = None
+        if build is not None:
+            fix = Fix(fix_title or "fix", safety or self.fix_safety or Safety.UNSAFE, build, imports)
+        source = self.context.source
+        if source is not None:
+            col = source.char_col(node.lineno, node.col_offset)
+            end_col = source.char_col(node.end_lineno, node.end_col_offset)
+        else:
+            col, end_col = node.col_offset, node.end_col_offset
+        return Finding(self.code, message, node.lineno, col, node.end_lineno, end_col, fix)
+
+
+REGISTRY: Dict[str, Type[Rule]] = {}
+
+
+def register(cls: Type[Rule]) -> Type[Rule]:
+    if cls.code in REGISTRY:
+        raise RuntimeError(f"duplicate rule code {cls.code}")
+    REGISTRY[cls.code] = cls
+    return cls
