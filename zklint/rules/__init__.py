@@ -7,7 +7,11 @@ from typing import Dict, Type
 from zklint.rules.base import REGISTRY, Rule
 
 _RULE_MODULES = (
+    "zklint.rules.ephemeral",
+    "zklint.rules.lifecycle",
+    "zklint.rules.callbacks",
     "zklint.rules.retries",
+    "zklint.rules.operations",
 )
 
 

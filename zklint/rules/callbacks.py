@@ -1,0 +1,3 @@
+"""ZK3: callbacks and kazoo's threads."""
+
+from __future__ import annotations

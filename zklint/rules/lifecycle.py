@@ -1,0 +1,3 @@
+"""ZK2: client lifecycle (start, stop, close)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""ZK5: operations (transactions)."""
+
+from __future__ import annotations
