@@ -20,12 +20,12 @@ class ConfigError(Exception):
     """Invalid configuration; the message is one line naming the file and key."""
 
 
-# Options rules read from ``[tool.zklint]``: key -> (type, default). Rules document them.
-RULE_OPTIONS: Dict[str, tuple] = {}
-
-
-def rule_option(key: str, kind: type, default) -> None:
-    RULE_OPTIONS[key] = (kind, default)
+def rule_options() -> Dict[str, tuple]:
+    """Every rule's settings: key -> (type, default, help)."""
+    found: Dict[str, tuple] = {}
+    for rule in all_rules().values():
+        found.update(rule.options)
+    return found
 
 
 @dataclass
@@ -103,8 +103,7 @@ def load_settings(config_path: Optional[str] = None, start: str = ".") -> Settin
 
 
 def _default_options() -> Dict[str, object]:
-    all_rules()  # rules register their options on import
-    return {key: default for key, (_, default) in RULE_OPTIONS.items()}
+    return {key: default for key, (_, default, _) in rule_options().items()}
 
 
 def settings_from_table(table: dict, path: str) -> Settings:
@@ -126,8 +125,10 @@ def settings_from_table(table: dict, path: str) -> Settings:
             if not isinstance(value, bool):
                 raise ConfigError(f"{where} must be true or false")
             settings.respect_gitignore = value
-        elif key in RULE_OPTIONS:
-            kind, _ = RULE_OPTIONS[key]
+        elif key in rule_options():
+            kind = rule_options()[key][0]
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
             if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
                 raise ConfigError(f"{where} must be of type {kind.__name__}")
             settings.options[key] = value

@@ -85,6 +85,12 @@ class Rule:
     fix_safety: ClassVar[Optional[Safety]] = None
     fix_safety_reason: ClassVar[str] = ""
     limits: ClassVar[str] = ""  # known false negatives and why the rule stays silent there
+    # Settings read from [tool.zklint] (and flake8's config): key -> (type, default, help).
+    options: ClassVar[Dict[str, Tuple[type, object, str]]] = {}
+
+    def option(self, key: str):
+        """This rule's setting `key`: the configured value, else its default."""
+        return self.context.options.get(key, self.options[key][1])
 
     def __init__(self, context: Context) -> None:
         self.context = context
