@@ -118,9 +118,25 @@ class Excluder:
                 verdict = result
         return bool(verdict)
 
+    def excluded_with_parents(self, path: str) -> bool:
+        """For a file named explicitly: excluded itself or inside an excluded directory."""
+        if self.excluded(path, is_dir=False):
+            return True
+        return any(self.configured.match(parent, True) for parent in _parents(path))
+
 
 # Unanchored patterns match by name, so the base directory does not matter.
 _DEFAULT_DIRS = PatternSet(os.sep, DEFAULT_EXCLUDES)
+
+
+def _parents(path: str) -> Iterator[str]:
+    current = os.path.dirname(os.path.abspath(path))
+    while True:
+        yield current
+        parent = os.path.dirname(current)
+        if parent == current:
+            return
+        current = parent
 
 
 def _read_gitignore(directory: str) -> Optional[PatternSet]:
@@ -151,7 +167,7 @@ def discover(paths: Sequence[str], excluder: Excluder) -> Iterator[Tuple[str, Op
                     seen.add(key)
                     yield path, None
         elif os.path.lexists(given):
-            if excluder.excluded(given, is_dir=False):
+            if excluder.excluded_with_parents(given):
                 continue
             key = os.path.realpath(given)
             if key in seen:
