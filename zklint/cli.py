@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from zklint import __version__
 from zklint.config import ConfigError, Settings, load_settings, split_codes
-from zklint.engine import FileReport, RuleSelection, UnknownSelector, check_bytes
+from zklint.engine import FileReport, RuleSelection, UnknownSelector, check_bytes, internal_error
 from zklint.files import Excluder, discover
 from zklint.rules import all_rules
 
@@ -25,9 +25,24 @@ examples:
   zklint check --diff app.py          show what --fix would change, write nothing
   zklint check --select ZK4 --ignore ZK402 .
   cat app.py | zklint check - --stdin-filename app.py
+  zklint check --statistics .         the number of findings per rule
+  zklint rule ZK401                   what a rule finds, why, and how to fix it
+  zklint check --output-format concise src/
+  zklint check --output-format sarif . > zklint.sarif
+  zklint check --output-format github .
+  zklint check --output-format gitlab . > gl-code-quality-report.json
+
+colour: only on a terminal; NO_COLOR=1 turns it off, FORCE_COLOR=1 forces it on.
 
 exit status: 0 no findings, 1 findings remain, 2 a usage, configuration or I/O error
 (a file that cannot be read or parsed is reported on stderr and the others are still checked).
+"""
+
+RULE_EPILOG = """\
+examples:
+  zklint rule ZK401                   what it finds, why it is bad, example, fix safety, options
+  zklint rule --all                   every rule with its fix (safe, unsafe or none)
+  zklint rule --write-docs docs/rules   the same pages as Markdown files (python -m zklint.docs)
 """
 
 
@@ -62,10 +77,24 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings remain")
     output.add_argument("-q", "--quiet", action="store_true", help="print findings only, no summary")
     output.add_argument("-j", "--jobs", type=int, default=0, metavar="N", help="processes to use (default: the number of cores)")
-    rule = commands.add_parser("rule", help="explain a rule")
+    output.add_argument("--output-format", choices=output_formats(), default="full", metavar="FORMAT",
+                        help="full (default: each finding with its source line), concise (one line each), json, "
+                             "sarif (SARIF 2.1.0), github (Actions annotations), gitlab (Code Quality report)")
+    output.add_argument("--statistics", action="store_true", help="print the number of findings per rule instead of the findings")
+    output.add_argument("--show-source", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --output-format full, show the source line under each finding (default: on)")
+    rule = commands.add_parser("rule", help="explain a rule", formatter_class=argparse.RawDescriptionHelpFormatter,
+                               epilog=RULE_EPILOG)
     rule.add_argument("code", nargs="?", help="a rule code, e.g. ZK401")
-    rule.add_argument("--all", action="store_true", help="list every rule")
+    rule.add_argument("--all", action="store_true", help="list every rule: code, name, fix and its safety")
+    rule.add_argument("--write-docs", metavar="DIR", help="write DIR/ZKnnn.md for every rule (the docs/rules pages)")
     return parser
+
+
+def output_formats() -> Tuple[str, ...]:
+    from zklint.output import FORMATS
+
+    return FORMATS
 
 
 def _normalise_argv(argv: Sequence[str]) -> List[str]:
@@ -89,6 +118,7 @@ class Job:
     fix: bool
     unsafe_fixes: bool
     diff: bool
+    edits: bool = False  # compute each remaining fix's edits (json and sarif output)
 
 
 def run_job(job: Job) -> FileReport:
@@ -97,12 +127,12 @@ def run_job(job: Job) -> FileReport:
         return _run_job(job)
     except Exception as exc:  # a bug in a rule must not stop the other files
         report = FileReport(job.path)
-        report.errors.append(f"internal error: {type(exc).__name__}: {exc}")
+        report.errors.append(internal_error(exc))
         return report
 
 
 def _run_job(job: Job) -> FileReport:
-    from zklint.fixer import write_atomic
+    from zklint.fixer import write_fixed
 
     registry = all_rules()
     rules = [registry[code] for code in job.codes]
@@ -115,18 +145,15 @@ def _run_job(job: Job) -> FileReport:
         return FileReport(job.path, errors=[f"cannot read: {exc.strerror or exc}"])
     report = check_bytes(raw, job.path, rules, job.options, fix=job.fix or job.diff, unsafe_fixes=job.unsafe_fixes)
     if report.new_bytes is not None and job.fix and not job.diff:
-        try:
-            with open(job.path, "rb") as handle:
-                current = handle.read()
-            if current != raw:
-                report.errors.append("changed while being fixed; left as it is")
-                report.fixed = []
-            else:
-                write_atomic(job.path, report.new_bytes)
-        except OSError as exc:
-            report.errors.append(f"cannot write: {exc.strerror or exc}")
+        problem = write_fixed(job.path, raw, report.new_bytes)
+        if problem is not None:
+            report.errors.append(problem)
+            report.findings = sorted(report.findings + report.fixed, key=lambda f: f.sort_key())
             report.fixed = []
     if not job.diff:
+        from zklint.output import annotate
+
+        annotate(report, report.new_bytes if report.new_bytes is not None and report.fixed else raw, job.edits)
         report.old_text = report.new_text = None
     report.new_bytes = None if not job.diff else report.new_bytes
     return report
@@ -134,13 +161,40 @@ def _run_job(job: Job) -> FileReport:
 
 def _run_jobs(jobs: List[Job], processes: int) -> List[FileReport]:
     if processes <= 1 or len(jobs) < 2 * processes:
-        return [run_job(job) for job in jobs]
+        return [_detached(run_job(job)) for job in jobs]
     import multiprocessing
 
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     chunk = max(1, min(64, len(jobs) // (processes * 8)))
-    with context.Pool(processes) as pool:
-        return pool.map(run_job, jobs, chunksize=chunk)
+    # Not multiprocessing.Pool: when a worker dies (killed for memory, a crash in C
+    # code) Pool.map waits forever; the executor reports the lost files instead.
+    from concurrent.futures import ProcessPoolExecutor
+
+    batches = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
+    reports: List[FileReport] = []
+    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+        futures = [pool.submit(_run_batch, batch) for batch in batches]
+        for batch, future in zip(batches, futures):
+            try:
+                reports.extend(future.result())
+            except Exception as exc:  # BrokenProcessPool, or a report that cannot be sent back
+                reason = "a worker process died" if type(exc).__name__ == "BrokenProcessPool" else internal_error(exc)
+                reports.extend(FileReport(job.path, errors=[f"not checked: {reason}"]) for job in batch)
+    return reports
+
+
+def _detached(report: FileReport) -> FileReport:
+    """The report as a worker process sends it back: fixes without their `build`.
+
+    A fix's builder closes over the rule, and so over the file's tree, model and source;
+    kept, a serial run would hold every analysed tree in memory until it ends.
+    """
+    report.__dict__.update(report.__getstate__())
+    return report
+
+
+def _run_batch(batch: List[Job]) -> List[FileReport]:
+    return [run_job(job) for job in batch]
 
 
 def _resolve_settings(args: argparse.Namespace) -> Settings:
@@ -162,7 +216,8 @@ def _resolve_settings(args: argparse.Namespace) -> Settings:
 
 
 def _selection(settings: Settings, extra_ignore: Sequence[str] = ()) -> RuleSelection:
-    return RuleSelection(settings.select, list(settings.ignore) + list(extra_ignore), settings.extend_select)
+    # per-file-ignores (extra_ignore) remove codes outright, whatever --select says.
+    return RuleSelection(settings.select, settings.ignore, settings.extend_select, per_file_ignore=extra_ignore)
 
 
 def check_command(args: argparse.Namespace) -> int:
@@ -196,7 +251,8 @@ def check_command(args: argparse.Namespace) -> int:
         ignored = tuple(settings.ignored_for(path))
         if ignored not in selections:
             selections[ignored] = tuple(_selection(settings, ignored).codes)
-        jobs.append(Job(path, selections[ignored], settings.options, args.fix, args.unsafe_fixes, args.diff))
+        jobs.append(Job(path, selections[ignored], settings.options, args.fix, args.unsafe_fixes, args.diff,
+                        edits=_wants_edits(args)))
     reports = _run_jobs(jobs, args.jobs or os.cpu_count() or 1)
     for report in reports:
         errors.extend((report.path, message) for message in report.errors)
@@ -206,12 +262,12 @@ def check_command(args: argparse.Namespace) -> int:
             if report.new_text is not None:
                 output.write_diff(report, out)
     else:
-        output.write_findings(reports, out)
+        _write_findings(args, reports, out)
     if args.show_fixes and args.fix and not args.diff:
         output.write_fixed(reports, err)
     for path, message in errors:
         err.write(f"{path}: error: {message}\n")
-    if not args.quiet:
+    if not args.quiet and (args.diff or args.output_format in output.TEXT_FORMATS):
         if args.diff:
             would = sum(len(r.fixed) for r in reports)
             (err if would else out).write(
@@ -229,6 +285,22 @@ def check_command(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if any(r.findings for r in reports) else EXIT_CLEAN
 
 
+def _wants_edits(args: argparse.Namespace) -> bool:
+    from zklint.output import EDIT_FORMATS
+
+    return args.output_format in EDIT_FORMATS and not args.statistics
+
+
+def _write_findings(args: argparse.Namespace, reports: List[FileReport], out) -> None:
+    """The findings (or, with --statistics, their counts) in the chosen --output-format."""
+    from zklint import output
+
+    if args.statistics:
+        output.write_statistics(reports, out, args.output_format, args.unsafe_fixes)
+    else:
+        output.write_report(reports, out, args.output_format, args.show_source, output.use_color(out))
+
+
 def _check_stdin(args, settings: Settings, out, err) -> int:
     """Lint stdin; with --fix the fixed source goes to stdout and findings to stderr."""
     from zklint import output
@@ -240,6 +312,8 @@ def _check_stdin(args, settings: Settings, out, err) -> int:
     report = check_bytes(raw, name, codes, settings.options, fix=args.fix or args.diff, unsafe_fixes=args.unsafe_fixes)
     for message in report.errors:
         err.write(f"{name}: error: {message}\n")
+    if not args.diff:
+        output.annotate(report, report.new_bytes if report.new_bytes is not None else raw, _wants_edits(args))
     if args.diff:
         if report.new_text is not None:
             output.write_diff(report, out)
@@ -247,10 +321,10 @@ def _check_stdin(args, settings: Settings, out, err) -> int:
         sys.stdout.flush()
         sys.stdout.buffer.write(report.new_bytes if report.new_bytes is not None else raw)
         sys.stdout.flush()
-        output.write_findings([report], err)
+        _write_findings(args, [report], err)
     else:
-        output.write_findings([report], out)
-        if not args.quiet:
+        _write_findings(args, [report], out)
+        if not args.quiet and args.output_format in output.TEXT_FORMATS:
             for line in output.summary([report], False, args.unsafe_fixes):
                 out.write(line + "\n")
     if report.errors:
@@ -263,11 +337,16 @@ def _check_stdin(args, settings: Settings, out, err) -> int:
 
 
 def rule_command(args: argparse.Namespace) -> int:
+    from zklint import docs
+
     registry = all_rules()
+    if args.write_docs:
+        for path in docs.write_docs(args.write_docs):
+            print(f"updated {path}")
+        return EXIT_CLEAN
     if args.all or not args.code:
-        for code, rule in registry.items():
-            fix = f"fix: {rule.fix_safety.value}" if rule.fix_safety else "no fix"
-            print(f"{code}  {rule.name:<36} {fix}")
+        for line in docs.rule_table(registry):
+            print(line)
         return EXIT_CLEAN
     code = args.code.upper()
     if code not in registry:

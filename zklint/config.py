@@ -93,10 +93,15 @@ def load_settings(config_path: Optional[str] = None, start: str = ".") -> Settin
         with open(path, "rb") as handle:
             document = tomllib.load(handle)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    table = document.get("tool", {}).get("zklint", {})
+        raise ConfigError(f"{path}: invalid TOML: {' '.join(str(exc).split())}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: invalid TOML: not UTF-8") from None
+    tool = document.get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigError(f"{path}: [tool] must be a table")
+    table = tool.get("zklint", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [tool.zklint] must be a table")
     return settings_from_table(table, path)
@@ -114,13 +119,15 @@ def settings_from_table(table: dict, path: str) -> Settings:
         if key in _LIST_KEYS:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{where} must be a list of strings")
+            if key in ("select", "ignore", "extend-select"):
+                value = [v.strip().upper() for v in value]
             setattr(settings, _LIST_KEYS[key], list(value))
         elif key == "per-file-ignores":
             if not isinstance(value, dict) or not all(
                 isinstance(v, list) and all(isinstance(c, str) for c in v) for v in value.values()
             ):
                 raise ConfigError(f"{where} must map glob patterns to lists of codes")
-            settings.per_file_ignores = {k: list(v) for k, v in value.items()}
+            settings.per_file_ignores = {k: [c.strip().upper() for c in v] for k, v in value.items()}
         elif key == "respect-gitignore":
             if not isinstance(value, bool):
                 raise ConfigError(f"{where} must be true or false")

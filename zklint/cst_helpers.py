@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-import libcst as cst
+from zklint.lazy_import import libcst as cst  # imported on first use: fixes only
 
 def _append(elements: list, new, opening_whitespace) -> list:
     if not elements:

@@ -8,6 +8,8 @@ it; the flake8 plugin hands it flake8's own tree (flake8 applies ``# noqa`` itse
 from __future__ import annotations
 
 import ast
+import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Type
@@ -21,7 +23,8 @@ from zklint.source import SourceError, SourceFile
 # file (an import, an annotation). Files without it get no AST at all.
 KAZOO_MARKER = b"azoo"
 
-_NOQA = re.compile(r"#\s*noqa(?::[\s]?(?P<codes>[A-Z][0-9]+(?:[,\s]+[A-Z][0-9]+)*))?", re.IGNORECASE)
+# As flake8 (>= 6) reads it: codes are letters then digits (``ZK401``, ``E501``).
+_NOQA = re.compile(r"#\s*noqa(?::[\s]?(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?", re.IGNORECASE)
 
 
 class UnknownSelector(ValueError):
@@ -31,9 +34,15 @@ class UnknownSelector(ValueError):
 class RuleSelection:
     """Which rule codes run: ruff-style prefixes, where the most specific prefix wins."""
 
-    def __init__(self, select: Sequence[str] = ("ZK",), ignore: Sequence[str] = (), extend_select: Sequence[str] = ()):
+    def __init__(
+        self,
+        select: Sequence[str] = ("ZK",),
+        ignore: Sequence[str] = (),
+        extend_select: Sequence[str] = (),
+        per_file_ignore: Sequence[str] = (),
+    ):
         codes = all_rules()
-        for selector in list(select) + list(ignore) + list(extend_select):
+        for selector in list(select) + list(ignore) + list(extend_select) + list(per_file_ignore):
             if selector != "ALL" and not any(code.startswith(selector) for code in codes):
                 raise UnknownSelector(f"unknown rule selector: {selector}")
         chosen = list(select) + list(extend_select)
@@ -42,7 +51,8 @@ class RuleSelection:
             best_select = max((len(s if s != "ALL" else "") for s in chosen if s == "ALL" or code.startswith(s)), default=-1)
             best_ignore = max((len(s if s != "ALL" else "") for s in ignore if s == "ALL" or code.startswith(s)), default=-1)
             if best_select >= 0 and best_select > best_ignore:
-                self.codes.append(code)
+                if not any(selector == "ALL" or code.startswith(selector) for selector in per_file_ignore):
+                    self.codes.append(code)
 
     def rules(self) -> List[Type[Rule]]:
         registry = all_rules()
@@ -94,6 +104,33 @@ class FileReport:
     new_bytes: Optional[bytes] = None  # set when --fix/--diff changed the file
     old_text: Optional[str] = None
     new_text: Optional[str] = None
+    # Filled by `output.annotate` where the source is at hand (the worker) for printing:
+    # the text of each finding's line, and fixes' edits as positions (json, sarif).
+    lines: Dict[int, str] = field(default_factory=dict)
+    fix_edits: Dict[tuple, list] = field(default_factory=dict)
+
+    def __getstate__(self) -> dict:
+        # Reports cross process boundaries (``--jobs``); a fix's `build` is usually a
+        # closure, which cannot be pickled. Past the worker only its title, safety and
+        # imports matter, so findings travel with a stand-in builder.
+        state = dict(self.__dict__)
+        state["findings"] = [_portable(f) for f in self.findings]
+        state["fixed"] = [_portable(f) for f in self.fixed]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+def _built_elsewhere(source: SourceFile) -> None:
+    """The `build` of a fix whose finding was made in another process: nothing to apply."""
+    return None
+
+
+def _portable(finding: Finding) -> Finding:
+    if finding.fix is None or finding.fix.build is _built_elsewhere:
+        return finding
+    return dataclasses.replace(finding, fix=dataclasses.replace(finding.fix, build=_built_elsewhere))
 
 
 def lint_source(source: SourceFile, rules: Sequence[Type[Rule]], options: Dict[str, object]) -> List[Finding]:
@@ -110,7 +147,12 @@ def check_bytes(
     fix: bool = False,
     unsafe_fixes: bool = False,
 ) -> FileReport:
-    """Check one file's bytes; with `fix`, also compute the fixed bytes (never writes)."""
+    """Check one file's bytes; with `fix`, also compute the fixed bytes (never writes).
+
+    Never raises: a file that cannot be decoded or parsed, is too deeply nested, or
+    trips a bug in a rule gets one line in ``report.errors`` and the caller goes on
+    with the next file. Fixed bytes are set only when they decode and parse again.
+    """
     report = FileReport(path)
     options = options or {}
     if KAZOO_MARKER not in raw or not rules:
@@ -122,27 +164,112 @@ def check_bytes(
         report.errors.append(str(exc))
         return report
     except SyntaxError as exc:
-        report.errors.append(f"syntax error at line {exc.lineno}: {exc.msg}")
+        report.errors.append(_syntax_error_message(exc))
         return report
-    except (RecursionError, MemoryError):
+    except RecursionError:
         report.errors.append("too deeply nested to analyse")
         return report
-    except ValueError as exc:  # e.g. source code string cannot contain null bytes
-        report.errors.append(str(exc))
+    except MemoryError:  # CPython's parser also says this when nesting overflows its stack
+        report.errors.append("too deeply nested or too large to analyse")
         return report
-    if fix and any(f.fix is not None for f in findings):
-        from zklint.fixer import fix_source  # libcst is imported only when there is a fix
-
-        def applicable(finding: Finding) -> bool:
-            return unsafe_fixes or finding.fix.safety is Safety.SAFE
-
-        outcome = fix_source(source, lambda s: lint_source(s, rules, options), applicable)
-        report.errors.extend(outcome.errors)
-        if outcome.changed:
-            report.fixed = outcome.applied
-            report.old_text = source.text
-            report.new_text = outcome.text
-            report.new_bytes = source.encode(outcome.text)
-        findings = outcome.remaining
+    except ValueError as exc:  # e.g. "source code string cannot contain null bytes"
+        report.errors.append(_one_line(exc))
+        return report
+    except Exception as exc:  # a bug in a rule or the model: this file only
+        report.errors.append(internal_error(exc))
+        return report
     report.findings = findings
+    if fix and any(f.fix is not None for f in findings):
+        try:
+            _fix(report, source, raw, rules, options, unsafe_fixes)
+        except RecursionError:
+            report.errors.append("too deeply nested to fix; left unfixed")
+        except MemoryError:
+            report.errors.append("too large to fix (out of memory); left unfixed")
+        except Exception as exc:
+            report.errors.append(internal_error(exc, "while fixing; left unfixed"))
     return report
+
+
+def _fix(report: FileReport, source: SourceFile, raw: bytes, rules, options, unsafe_fixes: bool) -> None:
+    from zklint.fixer import fix_source  # libcst is imported only when there is a fix
+
+    def applicable(finding: Finding) -> bool:
+        return unsafe_fixes or finding.fix.safety is Safety.SAFE
+
+    outcome = fix_source(source, lambda s: lint_source(s, rules, options), applicable, report.findings)
+    report.errors.extend(outcome.errors)
+    if not outcome.changed:
+        return
+    try:
+        new_bytes = source.encode(outcome.text)
+    except UnicodeEncodeError as exc:
+        report.errors.append(f"fixed code cannot be written as {source.encoding} ({exc.reason}); left unfixed")
+        return
+    # The fixer parsed the new text; what is written must decode back to exactly that
+    # text (a coding cookie the fix moved, say, would make the interpreter read it otherwise).
+    problem = verify_source_bytes(new_bytes, outcome.text)
+    if problem is not None:
+        report.errors.append(f"fixed code would not parse ({problem}); left unfixed")
+        return
+    report.fixed = outcome.applied
+    report.old_text = source.text
+    report.new_text = outcome.text
+    report.new_bytes = new_bytes
+    report.findings = outcome.remaining
+
+
+def verify_source_bytes(data: bytes, parsed_text: Optional[str] = None) -> Optional[str]:
+    """None when `data` decodes (as the interpreter would) and parses; else why not.
+
+    With `parsed_text` (text already known to parse), `data` must decode to exactly it.
+    """
+    try:
+        text = SourceFile.from_bytes(data, "<fixed>").text
+        if parsed_text is not None:
+            if text == parsed_text:
+                return None
+            return "it would be read back as different text: its encoding declaration changed"
+        ast.parse(text)
+    except SourceError as exc:
+        return str(exc)
+    except SyntaxError as exc:
+        return _syntax_error_message(exc)
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return _one_line(exc) or type(exc).__name__
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _syntax_error_message(exc: SyntaxError) -> str:
+    message = _one_line(exc.msg if exc.msg else exc) or "invalid syntax"
+    if "null bytes" in message:
+        return "contains NUL bytes: not Python source"
+    if exc.lineno:
+        return f"syntax error at line {exc.lineno}: {message}"
+    return f"syntax error: {message}"
+
+
+def internal_error(exc: BaseException, when: str = "") -> str:
+    """The one line reported for a bug in zklint itself (never a traceback)."""
+    detail = _one_line(exc)
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None:  # the innermost zklint frame says which rule or helper failed
+        filename = tb.tb_frame.f_code.co_filename
+        if _PACKAGE_DIR in filename:
+            where = f" at zklint/{os.path.relpath(filename, _PACKAGE_DIR)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    text = "internal error"
+    if when:
+        text += " " + when
+    text += f": {type(exc).__name__}"
+    if detail:
+        text += f": {detail}"
+    return f"{text}{where} (please report this)"
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -161,11 +162,11 @@ def discover(paths: Sequence[str], excluder: Excluder) -> Iterator[Tuple[str, Op
     seen = set()
     for given in paths:
         if os.path.isdir(given):
-            for path in _walk(given, excluder):
+            for path, problem in _walk(given, excluder):
                 key = os.path.realpath(path)
                 if key not in seen:
                     seen.add(key)
-                    yield path, None
+                    yield path, problem
         elif os.path.lexists(given):
             if excluder.excluded_with_parents(given):
                 continue
@@ -181,7 +182,7 @@ def discover(paths: Sequence[str], excluder: Excluder) -> Iterator[Tuple[str, Op
             yield given, "no such file or directory"
 
 
-def _walk(top: str, excluder: Excluder) -> Iterator[str]:
+def _walk(top: str, excluder: Excluder) -> Iterator[Tuple[str, Optional[str]]]:
     gitignore_stack: List[Tuple[str, PatternSet]] = []
     parents = _gitignores_above(top) if excluder.respect_gitignore else []
     for directory, dirnames, filenames in os.walk(top, followlinks=False):
@@ -205,8 +206,21 @@ def _walk(top: str, excluder: Excluder) -> Iterator[str]:
             if not name.endswith(PYTHON_SUFFIXES):
                 continue
             full = os.path.join(directory, name)
-            if not excluder.excluded(full, False, active):
-                yield full
+            if excluder.excluded(full, False, active):
+                continue
+            try:
+                mode = os.stat(full).st_mode
+            except FileNotFoundError:
+                if os.path.islink(full):
+                    yield full, "broken symbolic link"
+                continue  # removed while walking
+            except OSError as exc:
+                yield full, f"cannot read: {exc.strerror or exc}"
+                continue
+            if stat.S_ISREG(mode):
+                yield full, None
+            # FIFOs, sockets and devices named *.py are not source files: reading one
+            # could block forever, so a walk passes them over.
 
 
 def _gitignores_above(top: str) -> List[PatternSet]:

@@ -13,12 +13,14 @@ a fix that keeps re-appearing is reported, not looped on.
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, List, Optional, Sequence, Set, Tuple
 
-import libcst as cst
+from zklint.lazy_import import libcst as cst  # imported on first use: fixes only
 
 from zklint.rules.base import Edit, Finding, Import
 from zklint.source import SourceFile
@@ -56,8 +58,39 @@ def code(source: SourceFile, template: str) -> str:
     return source.newline.join(lines)
 
 
+_TRANSFORMERS: dict = {}
+
+
+def _ExplicitIndent(unit: str) -> "cst.CSTTransformer":
+    """Give generated blocks their indentation explicitly.
+
+    A parsed block whose indent equals the parser's default stores None and is rendered
+    with the indent of whatever module it ends up in; the snippets statements_edit
+    parses infer theirs from the snippet's first line (often several levels deep), so a
+    generated nested block would come out doubly indented.
+
+    The class is defined on first use: subclassing needs libcst, which a check-only run
+    never imports (zklint.lazy_import).
+    """
+    if "explicit_indent" not in _TRANSFORMERS:
+
+        class ExplicitIndent(cst.CSTTransformer):
+            def __init__(self, unit: str) -> None:
+                super().__init__()
+                self.unit = unit
+
+            def leave_IndentedBlock(self, original_node, updated_node):
+                if updated_node.indent is None:
+                    return updated_node.with_changes(indent=self.unit)
+                return updated_node
+
+        _TRANSFORMERS["explicit_indent"] = ExplicitIndent
+    return _TRANSFORMERS["explicit_indent"](unit)
+
+
 def parse_statement(source: SourceFile, template: str) -> cst.BaseStatement:
-    return cst.parse_statement(code(source, template) + source.newline, config=parser_config(source))
+    statement = cst.parse_statement(code(source, template) + source.newline, config=parser_config(source))
+    return statement.visit(_ExplicitIndent(source.indent_unit))
 
 
 def parse_expression(source: SourceFile, text: str) -> cst.BaseExpression:
@@ -76,7 +109,13 @@ def expression_edit(
     return Edit(start, end, render(source, transform(tree)))
 
 
-StatementsTransform = Callable[[List[cst.BaseStatement]], Sequence[cst.BaseStatement]]
+# Forward references: libcst is imported lazily (zklint.lazy_import), not when this module loads.
+StatementsTransform = Callable[[List["cst.BaseStatement"]], Sequence["cst.BaseStatement"]]
+
+
+def with_block_indent(node: "cst.CSTNode", unit: str) -> "cst.CSTNode":
+    """`node` with every indented block that has no explicit indent spelled with `unit`."""
+    return node.visit(_ExplicitIndent(unit))
 
 
 def statements_edit(source: SourceFile, stmts: Sequence[ast.stmt], transform: StatementsTransform) -> Edit:
@@ -87,8 +126,17 @@ def statements_edit(source: SourceFile, stmts: Sequence[ast.stmt], transform: St
     as it is. Statements sharing a line with others (``a; b``) are refused.
     """
     first, last = stmts[0], stmts[-1]
-    line_start = source.line_starts[first.lineno - 1]
-    indent = source.text[line_start:source.offset(first.lineno, first.col_offset)]
+    # A decorated def or class starts at its first decorator's line, where `@` stands.
+    decorators = getattr(first, "decorator_list", None) or []
+    first_line = min([first.lineno] + [d.lineno for d in decorators])
+    line_start = source.line_starts[first_line - 1]
+    if first_line == first.lineno:
+        indent = source.text[line_start:source.offset(first.lineno, first.col_offset)]
+    else:
+        line = source.line_text(first_line)
+        indent = line[: len(line) - len(line.lstrip())]
+        if not line.lstrip().startswith("@"):
+            raise FixError("decorator does not start its line")
     if indent.strip():
         raise FixError("statement does not start its line")
     tail_line = source.line_text(last.end_lineno)
@@ -289,12 +337,19 @@ def fix_source(
     source: SourceFile,
     lint: Callable[[SourceFile], List[Finding]],
     applicable: Callable[[Finding], bool],
+    findings: Optional[List[Finding]] = None,
 ) -> FixOutcome:
-    """Apply every applicable fix, pass after pass, until nothing applicable remains."""
+    """Apply every applicable fix, pass after pass, until nothing applicable remains.
+
+    A fix whose builder fails (`FixError`, or a bug: any exception) is left unfixed, as
+    is a pass whose result does not parse or cannot be re-linted; the text is then the
+    last one that parsed and linted.
+    """
     current = source
     outcome = FixOutcome(source.text)
     refused: Set[Tuple[str, int, int]] = set()
-    findings = lint(current)
+    if findings is None:  # the caller may pass the findings it already has for `source`
+        findings = lint(current)
     for _ in range(MAX_PASSES):
         candidates = [
             f for f in findings
@@ -308,9 +363,14 @@ def fix_source(
         for finding in sorted(candidates, key=Finding.sort_key):
             try:
                 edits = finding.fix.build(current)
+                if edits:
+                    _check_edits(current.text, edits)
             except FixError:
                 edits = None
-            if not edits:
+            except Exception as exc:  # a bug in one rule's fix must not lose the others
+                outcome.errors.append(f"{finding.code} fix at line {finding.line} failed ({_describe(exc)}); left unfixed")
+                edits = None
+            if not edits or _self_overlapping(edits):
                 refused.add((finding.code, finding.line, finding.col))
                 continue
             if any(_overlaps(edit, taken) for edit in edits):
@@ -320,21 +380,32 @@ def fix_source(
             imports.extend(finding.fix.imports)
         if not accepted:
             break
-        new_text = apply_edits(current.text, taken)
+        codes = ", ".join(sorted({f.code for f in accepted}))
         try:
+            new_text = apply_edits(current.text, taken)
             tree = ast.parse(new_text)
             if imports:
                 staged = SourceFile(new_text, source.path, source.encoding)
                 new_text = apply_edits(new_text, import_edits(staged, tree, imports))
                 ast.parse(new_text)
-        except (SyntaxError, FixError) as exc:
-            codes = ", ".join(sorted({f.code for f in accepted}))
-            outcome.errors.append(f"fix for {codes} would not parse ({exc}); left unfixed")
+        except (SyntaxError, ValueError, FixError) as exc:
+            outcome.errors.append(f"fix for {codes} would not parse ({_describe(exc)}); left unfixed")
             refused.update((f.code, f.line, f.col) for f in accepted)
             continue
-        current = SourceFile(new_text, source.path, source.encoding)
+        except (RecursionError, MemoryError):
+            outcome.errors.append(f"fix for {codes} made the code too deeply nested to parse; left unfixed")
+            refused.update((f.code, f.line, f.col) for f in accepted)
+            continue
+        candidate = SourceFile(new_text, source.path, source.encoding)
+        try:
+            new_findings = lint(candidate)
+        except Exception as exc:
+            outcome.errors.append(f"fixed code for {codes} could not be re-checked ({_describe(exc)}); left unfixed")
+            refused.update((f.code, f.line, f.col) for f in accepted)
+            continue
+        current = candidate
         outcome.applied.extend(accepted)
-        findings = lint(current)
+        findings = new_findings
     else:
         if any(f.fix is not None and applicable(f) for f in findings):
             outcome.errors.append(f"fixes did not settle after {MAX_PASSES} passes")
@@ -343,22 +414,118 @@ def fix_source(
     return outcome
 
 
+def _describe(exc: BaseException) -> str:
+    detail = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def _check_edits(text: str, edits: Sequence[Edit]) -> None:
+    for edit in edits:
+        if not (0 <= edit.start <= edit.end <= len(text)) or not isinstance(edit.text, str):
+            raise FixError(f"edit out of range: {edit.start}..{edit.end} of {len(text)}")
+
+
+def _self_overlapping(edits: Sequence[Edit]) -> bool:
+    """One fix's own edits must not overlap each other (insertions at one point may)."""
+    return any(
+        edit.start < other.end and other.start < edit.end
+        for index, edit in enumerate(edits) for other in edits[:index]
+    )
+
+
+# ---- writing ------------------------------------------------------------------------------
+
 def write_atomic(path: str, data: bytes) -> None:
-    """Replace `path` with `data` so readers see the old file or the new one, never half of it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    mode = os.stat(path).st_mode & 0o7777
+    """Replace `path` with `data` so readers see the old file or the new one, never half of it.
+
+    The new content goes to a temporary file in the same directory (same filesystem),
+    is flushed and fsynced, gets the original's permission bits, and is renamed over
+    the original. A symbolic link is followed: the file it points to is replaced and
+    the link stays a link.
+    """
+    target = os.path.realpath(path)
+    directory = os.path.dirname(target)
+    info = os.stat(target)
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(0, "not a regular file")
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".zklint-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        os.chmod(tmp, stat.S_IMODE(info.st_mode))
+        if hasattr(os, "chown"):
+            try:
+                os.chown(tmp, info.st_uid, info.st_gid)
+            except OSError:
+                pass  # not ours to give away: the file keeps the writer's ownership
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
+    _fsync_directory(directory)
 
+
+def _fsync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: str):
+    """An advisory lock on a directory, so concurrent zklint runs rewrite a file one at a time."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def write_fixed(path: str, original: bytes, data: bytes) -> Optional[str]:
+    """Write fixed bytes over `path` if it still holds `original`. None, or why not (one line).
+
+    Compare and replace happen under a lock on the directory, so several zklint
+    processes fixing the same tree leave each file either as it was or fully fixed.
+    A file that another run has already fixed to the same bytes counts as written.
+    """
+    try:
+        target = os.path.realpath(path)
+        with _directory_lock(os.path.dirname(target)):
+            try:
+                with open(target, "rb") as handle:
+                    current = handle.read()
+            except FileNotFoundError:
+                return "disappeared while being fixed; not rewritten"
+            if current == data:
+                return None
+            if current != original:
+                return "changed while being fixed; left as it is"
+            write_atomic(target, data)
+    except OSError as exc:
+        return f"cannot write: {exc.strerror or exc}"
+    return None

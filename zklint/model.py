@@ -13,6 +13,7 @@ from other modules) makes it answer "unknown", and rules stay silent on unknowns
 from __future__ import annotations
 
 import ast
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Dict, Iterator, List, Optional, Tuple, Union
@@ -20,6 +21,46 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 KAZOO_CLIENT = "kazoo.client.KazooClient"
 KAZOO_RETRY = "kazoo.retry.KazooRetry"
 KAZOO_STATE = "kazoo.protocol.states.KazooState"
+
+# Names kazoo.client re-exports from their defining modules (kazoo 2.11): code written
+# `from kazoo.client import KazooRetry` means kazoo.retry.KazooRetry.
+_CLIENT_REEXPORTS = {
+    "ACL": "kazoo.security",
+    "AuthFailedError": "kazoo.exceptions",
+    "Barrier": "kazoo.recipe.barrier",
+    "Callback": "kazoo.protocol.states",
+    "ChildrenWatch": "kazoo.recipe.watchers",
+    "ConfigurationError": "kazoo.exceptions",
+    "ConnectionClosedError": "kazoo.exceptions",
+    "ConnectionHandler": "kazoo.protocol.connection",
+    "ConnectionLoss": "kazoo.exceptions",
+    "Counter": "kazoo.recipe.counter",
+    "DataWatch": "kazoo.recipe.watchers",
+    "DoubleBarrier": "kazoo.recipe.barrier",
+    "Election": "kazoo.recipe.election",
+    "EventType": "kazoo.protocol.states",
+    "KazooException": "kazoo.exceptions",
+    "KazooRetry": "kazoo.retry",
+    "KazooState": "kazoo.protocol.states",
+    "KeeperState": "kazoo.protocol.states",
+    "Lock": "kazoo.recipe.lock",
+    "LockingQueue": "kazoo.recipe.queue",
+    "MultiNonBlockingLease": "kazoo.recipe.lease",
+    "NoNodeError": "kazoo.exceptions",
+    "NodeExistsError": "kazoo.exceptions",
+    "NonBlockingLease": "kazoo.recipe.lease",
+    "Party": "kazoo.recipe.party",
+    "Queue": "kazoo.recipe.queue",
+    "ReadLock": "kazoo.recipe.lock",
+    "Semaphore": "kazoo.recipe.lock",
+    "SequentialThreadingHandler": "kazoo.handlers.threading",
+    "SessionExpiredError": "kazoo.exceptions",
+    "SetPartitioner": "kazoo.recipe.partitioner",
+    "ShallowParty": "kazoo.recipe.party",
+    "WatchedEvent": "kazoo.protocol.states",
+    "WriteLock": "kazoo.recipe.lock",
+    "WriterNotClosedException": "kazoo.exceptions",
+}
 
 FunctionNode = Union[ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda]
 _FUNCTION_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
@@ -127,9 +168,11 @@ class ModuleModel:
         self.scopes: Dict[ast.AST, Scope] = {tree: self.module_scope}
         self.calls: List[CallSite] = []
         self.classes: Dict[str, Optional[ast.ClassDef]] = {}  # module-level classes (None: ambiguous)
+        _OWN_NODES.clear()  # the previous model's function bodies (see _own_nodes)
         _Collector(self).collect(tree)
         self._client_names: Dict[Tuple[int, str], Optional[bool]] = {}
         self._client_attrs: Dict[Tuple[int, str], Optional[bool]] = {}
+        self._self_assignment_index: Dict[int, Dict[str, List[Tuple[Optional[ast.AST], Scope]]]] = {}
         self._client_classes: Optional[set] = None
         self._client_factories: Optional[Dict[str, bool]] = None
         self._client_calls: Optional[List[Tuple[CallSite, ClientKey, str]]] = None
@@ -156,16 +199,30 @@ class ModuleModel:
         if any(value is not _IMPORT for value in bindings):
             return None
         parts.append(base)
-        return ".".join(reversed(parts))
+        qualified = ".".join(reversed(parts))
+        if qualified.startswith("kazoo.client."):
+            name = qualified[len("kazoo.client."):]
+            if name.split(".")[0] in _CLIENT_REEXPORTS:
+                return f"{_CLIENT_REEXPORTS[name.split('.')[0]]}.{name}"
+        return qualified
 
     def local_name_for(self, qualified: str) -> Optional[str]:
-        """The expression text this module uses for `qualified`, if it imports it."""
+        """The expression text this module uses for `qualified`, if it imports it.
+
+        ``from kazoo.client import KazooState as KS`` gives ``KS``; ``import kazoo.client
+        as kc`` gives ``kc.KazooState`` (kazoo.client re-exports it).
+        """
         module, _, attr = qualified.rpartition(".")
-        for local, target in self.imports.items():
-            if target == qualified and self.qualname(ast.Name(id=local)) == qualified:
+        for local in self.imports:
+            if self.qualname(ast.Name(id=local)) == qualified:
                 return local
-        for local, target in self.imports.items():
-            if target == module and self.qualname(ast.Name(id=local)) == module:
+        for local in self.imports:
+            if self.qualname(ast.Name(id=local)) == module:
+                return f"{local}.{attr}"
+        if any((target or "").startswith(module + ".") for target in self.imports.values()):
+            return None  # the file imports from the defining module: extend that import instead
+        for local in self.imports:
+            if self.qualname(ast.Attribute(value=ast.Name(id=local), attr=attr)) == qualified:
                 return f"{local}.{attr}"
         return None
 
@@ -308,14 +365,25 @@ class ModuleModel:
                 annotated = annotated or self.is_client_annotation(value.annotation)
             else:
                 values.append((value, cls))
-        for method_scope in self._methods(cls):
-            self_name = method_scope.self_name
-            for target, value in _self_attribute_assignments(method_scope.node, self_name):
-                if target == attr:
-                    values.append((value, method_scope))
+        values.extend(self._self_assignments(cls).get(attr, ()))
         result = (annotated and not values) or self._all_clients_in(values)
         self._client_attrs[key] = result
         return result
+
+    def _self_assignments(self, cls: Scope) -> Dict[str, List[Tuple[Optional[ast.AST], Scope]]]:
+        """attr -> every (value, method scope) of ``self.attr = value`` in the class's methods.
+
+        One walk of the class per model, in method order (not one per attribute asked about).
+        """
+        index = self._self_assignment_index.get(id(cls.node))
+        if index is None:
+            index = {}
+            for method_scope in self._methods(cls):
+                self_name = method_scope.self_name
+                for target, value in _self_attribute_assignments(method_scope.node, self_name):
+                    index.setdefault(target, []).append((value, method_scope))
+            self._self_assignment_index[id(cls.node)] = index
+        return index
 
     def _methods(self, cls: Scope) -> Iterator[Scope]:
         for stmt in cls.node.body:
@@ -447,25 +515,92 @@ class ModuleModel:
                         yield cb
             elif isinstance(call.func, ast.Attribute) and call.func.attr == "rawlink" and call.args:
                 if self._is_async_result(call.func.value, site.scope):
-                    cb = make(CallbackKind.COMPLETION, call.args[0], site.scope, None, call)
+                    client = self._async_result_client(call.func.value, site.scope)
+                    cb = make(CallbackKind.COMPLETION, call.args[0], site.scope, client, call)
                     if cb is not None:
                         yield cb
-        # Decorator form: @zk.DataWatch(path) / @zk.ChildrenWatch(path)
+            elif isinstance(call.func, ast.Attribute) and call.func.attr == "listen" and call.args:
+                # TreeCache(client, path).listen(func), or a name bound only to such a cache
+                cache = self._tree_cache_client(call.func.value, site.scope)
+                if cache is not None:
+                    cb = make(CallbackKind.TREE_CACHE, call.args[0], site.scope, cache, call)
+                    if cb is not None:
+                        yield cb
+        # Decorator form: @zk.DataWatch(path) / @zk.ChildrenWatch(path), and @zk.add_listener
         for node, scope in self.scopes.items():
             if not isinstance(node, _DEF_TYPES) or scope.parent is None:
                 continue
             for deco in node.decorator_list:
-                if not (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute)):
+                if isinstance(deco, ast.Attribute) and deco.attr == "add_listener":
+                    client = self.client_key(deco.value, scope.parent)
+                    if client is not None and (CallbackKind.STATE_LISTENER, id(node)) not in seen:
+                        seen.add((CallbackKind.STATE_LISTENER, id(node)))
+                        yield Callback(CallbackKind.STATE_LISTENER, node, client, deco)
                     continue
-                if deco.func.attr not in ("DataWatch", "ChildrenWatch"):
+                if not isinstance(deco, ast.Call):
                     continue
-                client = self.client_key(deco.func.value, scope.parent)
+                qual = self.qualname(deco.func)
+                if qual in _RECIPE_WATCHERS and deco.args and _argument(deco, 2, "func") is None:
+                    # @DataWatch(client, path) / @ChildrenWatch(client, path)
+                    client = self.client_key(deco.args[0], scope.parent)
+                    kind = _RECIPE_WATCHERS[qual]
+                elif isinstance(deco.func, ast.Attribute) and deco.func.attr in ("DataWatch", "ChildrenWatch"):
+                    client = self.client_key(deco.func.value, scope.parent)
+                    kind = CallbackKind.DATA_WATCH if deco.func.attr == "DataWatch" else CallbackKind.CHILDREN_WATCH
+                else:
+                    continue
                 if client is None:
                     continue
-                kind = CallbackKind.DATA_WATCH if deco.func.attr == "DataWatch" else CallbackKind.CHILDREN_WATCH
                 if (kind, id(node)) not in seen:
                     seen.add((kind, id(node)))
                     yield Callback(kind, node, client, deco)
+
+    def _async_result_client(self, expr: ast.AST, scope: Scope) -> Optional[ClientKey]:
+        """The client of ``zk.get_async(...)`` (or of a name bound only to such calls on one client)."""
+        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute):
+            return self.client_key(expr.func.value, scope)
+        if isinstance(expr, ast.Name):
+            owner = self.lookup(expr.id, scope)
+            if owner is None:
+                return None
+            keys = {
+                self._async_result_client(v, owner) if isinstance(v, ast.expr) else None
+                for v in owner.bindings.get(expr.id, ())
+            }
+            if len(keys) == 1:
+                return keys.pop()
+        return None
+
+    def _tree_cache_client(self, expr: ast.AST, scope: Scope) -> Optional[ClientKey]:
+        """The client of a ``TreeCache(client, path)`` that `expr` always is."""
+        constructions = self.constructions(expr, scope)
+        if not constructions:
+            return None
+        keys = set()
+        for call, call_scope in constructions:
+            if self.qualname(call.func) != "kazoo.recipe.cache.TreeCache" or not call.args:
+                return None
+            keys.add(self.client_key(call.args[0], call_scope))
+        if len(keys) == 1:
+            return keys.pop()
+        return None
+
+    def constructions(self, expr: ast.AST, scope: Scope) -> Optional[List[Tuple[ast.Call, Scope]]]:
+        """The calls whose result `expr` always holds: the call itself, or every value bound to
+        a name or ``self.<attr>`` (``None`` placeholders skipped). None if any value is not a call."""
+        if isinstance(expr, ast.Call):
+            return [(expr, scope)]
+        values = self.bound_values(expr, scope)
+        if values is None:
+            return None
+        found = []
+        for value, value_scope in values:
+            if isinstance(value, ast.Constant) and value.value is None:
+                continue
+            if not isinstance(value, ast.Call):
+                return None
+            found.append((value, value_scope))
+        return found or None
 
     def _is_async_result(self, expr: ast.AST, scope: Scope) -> bool:
         """``zk.get_async(...)`` or a name bound only to such calls."""
@@ -483,6 +618,219 @@ class ModuleModel:
 
     def function_scope(self, func: FunctionNode) -> Optional[Scope]:
         return self.scopes.get(func)
+
+    # ---- state listeners ---------------------------------------------------------------
+
+    def state_listeners(self, key: ClientKey) -> List[Tuple[ast.Call, Optional[FunctionNode]]]:
+        """Every ``add_listener`` on client `key`: (call, listener), listener None when unresolved.
+
+        A ``functools.partial`` listener counts as unresolved: its parameters are shifted.
+        """
+        found = []
+        for site, client, method in self.client_calls():
+            if method == "add_listener" and client == key and site.node.args:
+                arg = site.node.args[0]
+                func = None if isinstance(arg, ast.Call) else self.resolve_function(arg, site.scope)
+                found.append((site.node, func))
+        return found
+
+    def listener_reaction(self, func: Optional[FunctionNode]) -> "ListenerReaction":
+        """Which KazooState values a state listener reacts to (unresolved: all of them)."""
+        if func is None:
+            return ListenerReaction(opaque=True)
+        return _ListenerAnalysis(self, func).run()
+
+    def bound_values(self, expr: ast.AST, scope: Scope) -> Optional[List[Tuple[ast.expr, Scope]]]:
+        """Every value a name or ``self.<attr>`` is bound to, with its scope; None if any is unknown."""
+        values: List[Tuple[Optional[ast.AST], Scope]] = []
+        if isinstance(expr, ast.Name):
+            owner = self.lookup(expr.id, scope)
+            if owner is None or expr.id in owner.params:
+                return None
+            values = [(v, owner) for v in owner.bindings.get(expr.id, ())]
+        elif isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name):
+            cls = self._class_for_self(expr.value.id, scope)
+            if cls is None:
+                return None
+            values = [(v, cls) for v in cls.bindings.get(expr.attr, ()) if not isinstance(v, _Annotation)]
+            values.extend(self._self_assignments(cls).get(expr.attr, ()))
+        if not values or any(not isinstance(v, ast.expr) for v, _ in values):
+            return None
+        return values  # type: ignore[return-value]
+
+
+# ---- state listener analysis -------------------------------------------------------------
+
+KAZOO_STATES = frozenset({"CONNECTED", "SUSPENDED", "LOST"})
+_LOG_CALLS = {"debug", "info", "warning", "warn", "error", "exception", "critical", "log", "print"}
+
+
+@dataclass(frozen=True)
+class ListenerReaction:
+    """What a state listener does per state.
+
+    branches: it compares its state argument with KazooState values.
+    handled:  states that have a branch of their own (``!=``/``not in`` name the others).
+    default:  it has a branch for the states it does not name (``else``, code after an early return).
+    opaque:   the state goes where the model cannot follow (stored, passed on, dispatched):
+              assume it reacts to every state.
+    acts:     it does something besides logging (what matters for a listener that does not branch).
+    """
+
+    branches: bool = False
+    handled: frozenset = frozenset()
+    default: bool = False
+    opaque: bool = False
+    acts: bool = True
+
+    def reacts_to(self, state: str) -> bool:
+        if self.opaque:
+            return True
+        if not self.branches:
+            return self.acts
+        return state in self.handled or self.default
+
+
+class _ListenerAnalysis:
+    def __init__(self, model: "ModuleModel", func: FunctionNode) -> None:
+        self.model = model
+        self.func = func
+
+    def state_constant(self, expr: ast.AST) -> Optional[frozenset]:
+        if isinstance(expr, ast.Constant) and expr.value in KAZOO_STATES:
+            return frozenset({expr.value})
+        qual = self.model.qualname(expr)
+        owner, _, member = (qual or "").rpartition(".")
+        if owner in (KAZOO_STATE, "kazoo.client.KazooState") and member in KAZOO_STATES:
+            return frozenset({member})  # kazoo.client re-exports KazooState
+        if isinstance(expr, (ast.Tuple, ast.List, ast.Set)) and expr.elts:
+            found: frozenset = frozenset()
+            for elt in expr.elts:
+                one = self.state_constant(elt)
+                if one is None or len(one) != 1:
+                    return None
+                found |= one
+            return found
+        return None
+
+    def run(self) -> ListenerReaction:
+        func = self.func
+        scope = self.model.scopes.get(func)
+        params = func.args.posonlyargs + func.args.args
+        skip = 1 if scope is not None and scope.self_name is not None else 0
+        own = list(_own_nodes(func))
+        acts = any(self._acts(node) for node in own)
+        if len(params) <= skip:
+            return ListenerReaction(opaque=func.args.vararg is not None, acts=acts)
+        name = params[skip].arg
+        if scope is None or len(scope.bindings.get(name, ())) != 1:
+            return ListenerReaction(opaque=True)
+        allowed = set()
+        handled: set = set()
+        state_tests = set()
+        opaque = False
+        default = False
+        for node in own:
+            if isinstance(node, ast.Compare):
+                sides = [node.left] + node.comparators
+                mine = [s for s in sides if isinstance(s, ast.Name) and s.id == name]
+                if not mine:
+                    continue
+                if len(node.ops) != 1:
+                    opaque = True
+                    continue
+                other = node.comparators[0] if mine[0] is node.left else node.left
+                states = self.state_constant(other)
+                if states is None:
+                    opaque = True
+                    continue
+                allowed.update(id(s) for s in mine)
+                state_tests.add(id(node))
+                op = node.ops[0]
+                if isinstance(op, (ast.Eq, ast.Is, ast.In)):
+                    handled |= states
+                elif isinstance(op, (ast.NotEq, ast.IsNot, ast.NotIn)):
+                    handled |= KAZOO_STATES - states
+                else:
+                    opaque = True
+            elif isinstance(node, ast.Call) and self._is_log_call(node):
+                for arg in list(node.args) + [k.value for k in node.keywords]:
+                    allowed.update(id(n) for n in ast.walk(arg) if isinstance(n, ast.Name))
+            elif type(node).__name__ == "Match" and isinstance(node.subject, ast.Name) and node.subject.id == name:
+                allowed.add(id(node.subject))
+                state_tests.add(id(node))
+                for case in node.cases:
+                    states = self._pattern_states(case.pattern)
+                    if states is None:
+                        opaque = True
+                    elif states == "default":
+                        default = True
+                    else:
+                        handled |= states
+        for node in ast.walk(func):
+            if node is not func and isinstance(node, ast.Name) and node.id == name and id(node) not in allowed:
+                if isinstance(node.ctx, ast.Load):
+                    opaque = True
+        if opaque:
+            return ListenerReaction(opaque=True, acts=acts)
+        branches = bool(state_tests)
+
+        def tests_state(test: ast.AST) -> bool:
+            return any(id(n) in state_tests for n in ast.walk(test))
+
+        for node in [func] + own:
+            if isinstance(node, ast.If) and tests_state(node.test) and node.orelse:
+                elif_on_state = len(node.orelse) == 1 and isinstance(node.orelse[0], ast.If) and tests_state(
+                    node.orelse[0].test
+                )
+                if not elif_on_state:
+                    default = True
+            elif isinstance(node, ast.IfExp) and tests_state(node.test):
+                if not isinstance(node.orelse, ast.Constant):
+                    default = True
+            for field_name in ("body", "orelse", "finalbody"):
+                stmts = getattr(node, field_name, None)
+                if not isinstance(stmts, list):
+                    continue
+                for index, stmt in enumerate(stmts[:-1]):
+                    if (
+                        isinstance(stmt, ast.If) and not stmt.orelse and tests_state(stmt.test)
+                        and isinstance(stmt.body[-1], (ast.Return, ast.Raise, ast.Continue, ast.Break))
+                    ):
+                        default = True  # the code after an early return is the other states' branch
+        return ListenerReaction(branches, frozenset(handled), default, False, acts)
+
+    def _pattern_states(self, pattern):
+        kind = type(pattern).__name__
+        if kind == "MatchAs" and pattern.pattern is None:
+            return "default"
+        if kind == "MatchValue":
+            return self.state_constant(pattern.value)
+        if kind == "MatchOr":
+            found: frozenset = frozenset()
+            for sub in pattern.patterns:
+                one = self._pattern_states(sub)
+                if one is None or one == "default":
+                    return one
+                found |= one
+            return found
+        return None
+
+    @staticmethod
+    def _is_log_call(node: ast.Call) -> bool:
+        func = node.func
+        if isinstance(func, ast.Name):
+            return func.id == "print"
+        return isinstance(func, ast.Attribute) and func.attr in _LOG_CALLS
+
+    def _acts(self, node: ast.AST) -> bool:
+        if isinstance(node, ast.Call):
+            return not self._is_log_call(node)
+        if isinstance(node, ast.Return):
+            return node.value is not None and not (isinstance(node.value, ast.Constant) and node.value.value is None)
+        return isinstance(
+            node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete, ast.Raise, ast.Global, ast.Nonlocal)
+        ) or isinstance(node, _DEF_TYPES)
 
 
 # ---- collection -------------------------------------------------------------------------
@@ -672,7 +1020,7 @@ class _Collector:
                     current_scope.bind(current.target.id, current.value)
                 stack.append((current.value, current_scope))
                 continue
-            for child in ast.iter_child_nodes(current):
+            for child in _child_nodes(current):
                 stack.append((child, current_scope))
 
 
@@ -719,15 +1067,70 @@ def _is_self_attr(node: ast.AST, self_name: str) -> bool:
     return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == self_name
 
 
+def _child_nodes(node: ast.AST) -> List[ast.AST]:
+    """The nodes ``ast.iter_child_nodes`` yields, in the same order, as a list.
+
+    The model and the rules walk every function several times; the stdlib version (two
+    nested generators per node) was the largest single cost in profiles.
+    """
+    children = []
+    for name in node._fields:
+        value = getattr(node, name, None)
+        if isinstance(value, _AST):
+            children.append(value)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, _AST):
+                    children.append(item)
+    return children
+
+
+_AST = ast.AST
+_SCOPE_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+def child_nodes(node: ast.AST) -> List[ast.AST]:
+    """``list(ast.iter_child_nodes(node))``, about twice as fast: for rules' own walks."""
+    return _child_nodes(node)
+
+
+def walk(node: ast.AST) -> Iterator[ast.AST]:
+    """``ast.walk(node)``: the same nodes in the same (breadth-first) order, faster."""
+    todo = deque([node])
+    popleft, extend = todo.popleft, todo.extend
+    while todo:
+        node = popleft()
+        extend(_child_nodes(node))
+        yield node
+
+
+# The model and the rules scan the same function bodies many times (per client, per rule),
+# so each body's node list is kept: for the trees of the latest model only (the cache is
+# emptied when the next model is built). Keys are the nodes themselves, never ids, and
+# trees are never modified after parsing, so an entry cannot go stale.
+_OWN_NODES: Dict[ast.AST, List[ast.AST]] = {}
+
+
 def _own_nodes(func: ast.AST) -> Iterator[ast.AST]:
     """Nodes of a function body, not descending into nested functions, lambdas or classes."""
-    stack = list(ast.iter_child_nodes(func)) if not isinstance(func, ast.Lambda) else [func.body]
+    nodes = _OWN_NODES.get(func)
+    if nodes is None:
+        nodes = _OWN_NODES[func] = _collect_own_nodes(func)
+    return iter(nodes)
+
+
+def _collect_own_nodes(func: ast.AST) -> List[ast.AST]:
+    nodes = []
+    append = nodes.append
+    stack = _child_nodes(func) if not isinstance(func, ast.Lambda) else [func.body]
+    pop, extend = stack.pop, stack.extend
     while stack:
-        node = stack.pop()
-        yield node
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+        node = pop()
+        append(node)
+        if isinstance(node, _SCOPE_TYPES):
             continue
-        stack.extend(ast.iter_child_nodes(node))
+        extend(_child_nodes(node))
+    return nodes
 
 
 def own_nodes(func: ast.AST) -> Iterator[ast.AST]:

@@ -25,7 +25,11 @@ def decode_source(raw: bytes) -> tuple[str, str]:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
     except SyntaxError as exc:
-        raise SourceError(str(exc)) from None
+        message = " ".join(str(exc).split())
+        if message.startswith("invalid or missing encoding declaration"):
+            # The first two lines are not UTF-8 and name no encoding: usually a binary file.
+            message = "cannot decode: not UTF-8 and no encoding declaration (a binary file?)"
+        raise SourceError(message) from None
     try:
         return raw.decode(encoding), encoding
     except UnicodeDecodeError as exc:

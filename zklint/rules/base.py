@@ -117,7 +117,18 @@ class Rule:
             end_col = source.char_col(node.end_lineno, node.end_col_offset)
         else:
             col, end_col = node.col_offset, node.end_col_offset
-        return Finding(self.code, message, node.lineno, col, node.end_lineno, end_col, fix)
+        return Finding(self.code, with_doc_pointer(self.code, message), node.lineno, col, node.end_lineno, end_col, fix)
+
+
+def doc_pointer(code: str) -> str:
+    """Where a finding's reader learns more: the command that prints the rule's docs."""
+    return f"zklint rule {code}"
+
+
+def with_doc_pointer(code: str, message: str) -> str:
+    """Every finding's message ends with its docs pointer, added here once for all rules."""
+    suffix = f" ({doc_pointer(code)})"
+    return message if message.endswith(suffix) else message + suffix
 
 
 REGISTRY: Dict[str, Type[Rule]] = {}

@@ -1,3 +1,379 @@
 """ZK5: operations (transactions)."""
 
 from __future__ import annotations
+
+import ast
+from typing import Iterator, List, Optional, Sequence, Set, Tuple
+
+from zklint.lazy_import import libcst as cst  # imported on first use: fixes only
+
+from zklint.fixer import FixError, parse_statement, statements_edit, with_block_indent
+from zklint.model import ModuleModel, Scope, own_nodes
+from zklint.rules.base import Edit, Finding, Import, Rule, Safety, register
+
+ROLLED_BACK_ERROR = "kazoo.exceptions.RolledBackError"
+
+_LOOP_TYPES = (ast.For, ast.AsyncFor, ast.While)
+_SCOPE_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+# Transaction variable names too generic to prefix the results' name with.
+_GENERIC_TRANSACTION_NAMES = {"t", "tr", "tx", "txn", "trans", "transaction"}
+_TRANSACTION_SUFFIXES = ("_transaction", "_txn", "_tx")
+# Context managers of tests that expect the block to raise.
+_EXPECTED_RAISE_HELPERS = {"raises", "assertRaises", "assertRaisesRegex", "assertRaisesRegexp"}
+
+
+def is_transaction_expr(model: ModuleModel, expr: ast.AST, scope: Scope, depth: int = 0) -> bool:
+    """``<client>.transaction()``, or a variable every binding of which is one."""
+    if isinstance(expr, ast.Call):
+        func = expr.func
+        if not (isinstance(func, ast.Attribute) and func.attr == "transaction") or expr.args or expr.keywords:
+            return False
+        return model.is_client_expr(func.value, scope)
+    if isinstance(expr, ast.Name) and depth < 3:
+        owner = model.lookup(expr.id, scope)
+        if owner is None or expr.id in owner.params:
+            return False
+        values = owner.bindings.get(expr.id, ())
+        return bool(values) and all(
+            isinstance(value, ast.expr) and is_transaction_expr(model, value, owner, depth + 1) for value in values
+        )
+    return False
+
+
+def commit_receiver(model: ModuleModel, expr: ast.AST, scope: Scope) -> Optional[ast.expr]:
+    """The transaction of ``T.commit()`` or ``T.commit_async().get(...)``, else None."""
+    if not (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute)):
+        return None
+    func = expr.func
+    if func.attr == "commit" and not expr.args and not expr.keywords:
+        receiver = func.value
+    elif (
+        func.attr == "get"
+        and isinstance(func.value, ast.Call)
+        and isinstance(func.value.func, ast.Attribute)
+        and func.value.func.attr == "commit_async"
+        and not func.value.args
+        and not func.value.keywords
+    ):
+        receiver = func.value.func.value
+    else:
+        return None
+    return receiver if is_transaction_expr(model, receiver, scope) else None
+
+
+def _identifiers(node: ast.AST) -> Set[str]:
+    """Every name bound or read anywhere below `node` (nested scopes included)."""
+    names: Set[str] = set()
+    for sub in ast.walk(node):
+        for attr in ("id", "arg", "name", "asname", "rest"):
+            value = getattr(sub, attr, None)
+            if isinstance(value, str):
+                names.add(value.partition(".")[0])
+        if isinstance(sub, (ast.Global, ast.Nonlocal)):
+            names.update(sub.names)
+    return names
+
+
+def _escapes_block(body: Sequence[ast.stmt]) -> bool:
+    """Would `return`, or a `break`/`continue` of an enclosing loop, leave this block early?"""
+    stack: List[Tuple[ast.AST, bool]] = [(stmt, False) for stmt in body]
+    while stack:
+        node, in_loop = stack.pop()
+        if isinstance(node, _SCOPE_TYPES):
+            continue
+        if isinstance(node, ast.Return):
+            return True
+        if isinstance(node, (ast.Break, ast.Continue)) and not in_loop:
+            return True
+        if isinstance(node, _LOOP_TYPES):
+            for child in node.body:
+                stack.append((child, True))
+            for child in node.orelse:
+                stack.append((child, in_loop))
+            continue
+        for child in ast.iter_child_nodes(node):
+            stack.append((child, in_loop))
+    return False
+
+
+@register
+class TransactionResultUnchecked(Rule):
+    code = "ZK501"
+    name = "transaction-result-unchecked"
+    summary = "The results of a transaction's commit() are thrown away, so a failed transaction goes unnoticed."
+    why = (
+        "kazoo does not raise when a transaction fails: commit() (and commit_async().get()) "
+        "returns one result per operation, and on failure every item is an exception "
+        "instance, e.g. [RolledBackError(), NoNodeError()]: nothing was applied. Code that "
+        "discards the list carries on as if the nodes had been created, deleted or updated. "
+        "`with client.transaction() as t:` commits on exit and always throws the list away. "
+        "Only connection problems raise."
+    )
+    example = (
+        "t = zk.transaction()\n"
+        "t.check(\"/config\", version)\n"
+        "t.set_data(\"/config\", new_value)\n"
+        "t.commit()\n"
+    )
+    use_instead = (
+        "from kazoo.exceptions import RolledBackError\n"
+        "\n"
+        "t = zk.transaction()\n"
+        "t.check(\"/config\", version)\n"
+        "t.set_data(\"/config\", new_value)\n"
+        "results = t.commit()\n"
+        "for result in results:\n"
+        "    if isinstance(result, Exception) and not isinstance(result, RolledBackError):\n"
+        "        raise result\n"
+    )
+    fix_safety = Safety.UNSAFE
+    fix_safety_reason = (
+        "The fix raises the error of the operation that failed (the first error that is not a "
+        "RolledBackError: the operations before it report RolledBackError, the ones after it "
+        "RuntimeInconsistency), so code that used to carry on after a failed transaction now "
+        "stops with that exception. The `with` form is rewritten to straight-line code with "
+        "the same behaviour (operations, then a commit that runs only if they did not raise); "
+        "it is left unfixed when its body can leave early (return, break, continue: the with "
+        "form still commits then), has several context managers, or is on one line."
+    )
+    limits = (
+        "Transactions are recognised only on a client the model can prove (built from "
+        "KazooClient in this module and kept in a variable or a self attribute, or a parameter "
+        "annotated KazooClient): `def publish(zk): zk.transaction()` with an unannotated `zk` "
+        "is not checked. The transaction itself must be `client.transaction()` or a variable "
+        "bound only to such calls; transactions passed as parameters or kept in attributes are "
+        "not tracked. "
+        "A result that is assigned is considered checked as soon as the variable is read "
+        "anywhere (returned, logged, indexed): the rule only reports a result assigned to a "
+        "name that is never read, and never one assigned to `_` or another `_name` (an explicit "
+        "discard). A bare "
+        "`commit_async()` whose async result is dropped is not reported (its fix would make an "
+        "asynchronous call synchronous). Results kept at class level are not checked, and commits "
+        "inside `with pytest.raises(...)`/`assertRaises(...)` (tests expecting a failure) are skipped. "
+        "`with t:` on a transaction variable (rather than `with client.transaction() as t:`) is not "
+        "reported."
+    )
+
+    def check(self) -> Iterator[Finding]:
+        model = self.model
+        self._parents = None
+        for node, scope in model.scopes.items():
+            if isinstance(node, ast.Lambda):
+                continue
+            for stmt in own_nodes(node):
+                if isinstance(stmt, ast.Expr):
+                    finding = self._discarded(stmt, scope)
+                elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+                    finding = self._never_read(stmt, scope)
+                elif isinstance(stmt, ast.With):
+                    finding = self._with_form(stmt, scope)
+                else:
+                    finding = None
+                if finding is not None and not self._expected_to_raise(stmt, node):
+                    yield finding
+
+    def _expected_to_raise(self, stmt: ast.stmt, scope_node: ast.AST) -> bool:
+        """Inside ``with pytest.raises(...)`` / ``self.assertRaises(...)``: the test wants it to fail."""
+        if self._parents is None:
+            self._parents = {
+                child: parent for parent in ast.walk(self.model.tree) for child in ast.iter_child_nodes(parent)
+            }
+        node = self._parents.get(stmt)
+        while node is not None and node is not scope_node:
+            if isinstance(node, (ast.With, ast.AsyncWith)):
+                for item in node.items:
+                    call = item.context_expr
+                    if isinstance(call, ast.Call):
+                        func = call.func
+                        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                        if name in _EXPECTED_RAISE_HELPERS:
+                            return True
+            node = self._parents.get(node)
+        return False
+
+    # ---- the three shapes ---------------------------------------------------------------
+
+    def _discarded(self, stmt: ast.Expr, scope: Scope) -> Optional[Finding]:
+        receiver = commit_receiver(self.model, stmt.value, scope)
+        if receiver is None:
+            return None
+        stem = receiver.id if isinstance(receiver, ast.Name) else None
+        return self.finding(
+            stmt.value,
+            "transaction result discarded: kazoo does not raise when a transaction fails, it returns "
+            "the errors in this list, so the failure goes unnoticed",
+            "Raise the error of the failed operation",
+            (lambda source: self._fix_discarded(source, stmt, scope, stem)) if self._on_own_lines(stmt) else None,
+            imports=self._imports(),
+        )
+
+    def _on_own_lines(self, stmt: ast.stmt) -> bool:
+        """Does the statement have its lines to itself (no ``if x: stmt``, no ``a; stmt``)?"""
+        source = self.context.source
+        if source is None:
+            return True
+        before = source.line_text(stmt.lineno)[: source.char_col(stmt.lineno, stmt.col_offset)]
+        after = source.line_text(stmt.end_lineno)[source.char_col(stmt.end_lineno, stmt.end_col_offset):]
+        return not before.strip() and (not after.strip() or after.lstrip().startswith("#"))
+
+    def _never_read(self, stmt, scope: Scope) -> Optional[Finding]:
+        if isinstance(stmt, ast.Assign):
+            if len(stmt.targets) != 1:
+                return None
+            target = stmt.targets[0]
+        else:
+            target = stmt.target
+        if not isinstance(target, ast.Name) or target.id.startswith("_") or stmt.value is None:
+            return None
+        if scope.kind == "class" or commit_receiver(self.model, stmt.value, scope) is None:
+            return None
+        if target.id in scope.global_names or target.id in scope.nonlocal_names:
+            return None
+        region = scope.node if scope.kind == "function" else self.model.tree
+        for sub in ast.walk(region):
+            if isinstance(sub, ast.Name) and sub.id == target.id and not isinstance(sub.ctx, (ast.Store, ast.Del)):
+                return None
+            if isinstance(sub, (ast.Global, ast.Nonlocal)) and target.id in sub.names and sub is not stmt:
+                return None
+        name = target.id
+        return self.finding(
+            stmt.value,
+            f"transaction results assigned to {name!r} are never read: kazoo does not raise when a "
+            "transaction fails, it returns the errors in that list",
+            "Raise the error of the failed operation",
+            (lambda source: self._fix_never_read(source, stmt, scope, name)) if self._on_own_lines(stmt) else None,
+            imports=self._imports(),
+        )
+
+    def _with_form(self, stmt: ast.With, scope: Scope) -> Optional[Finding]:
+        for item in stmt.items:
+            if not is_transaction_expr(self.model, item.context_expr, scope) or not isinstance(
+                item.context_expr, ast.Call
+            ):
+                continue
+            if item.optional_vars is None:
+                return None  # nothing can be added to it: an empty commit
+            fixable = (
+                scope.kind != "class"
+                and len(stmt.items) == 1
+                and isinstance(item.optional_vars, ast.Name)
+                and stmt.body[0].lineno > stmt.lineno
+                and not _escapes_block(stmt.body)
+            )
+            return self.finding(
+                item.context_expr,
+                "`with transaction()` commits on exit and throws the results away: kazoo does not "
+                "raise when the transaction fails, so the failure goes unnoticed",
+                "Commit explicitly and raise the error of the failed operation",
+                (lambda source: self._fix_with(source, stmt, scope)) if fixable else None,
+                imports=self._imports(),
+            )
+        return None
+
+    # ---- fixes ----------------------------------------------------------------------------
+
+    def _imports(self) -> Tuple[Import, ...]:
+        if self.model.local_name_for(ROLLED_BACK_ERROR) is not None:
+            return ()
+        return (Import("kazoo.exceptions", "RolledBackError"),)
+
+    def _rolled_back_name(self) -> str:
+        local = self.model.local_name_for(ROLLED_BACK_ERROR)
+        if local is not None:
+            return local
+        if "RolledBackError" in self.model.module_scope.bindings:
+            raise FixError("RolledBackError names something else here")
+        return "RolledBackError"
+
+    def _taken(self, scope: Scope) -> Set[str]:
+        """Names a new variable in `scope` must not take: everything the scope (or, at
+        module level, the module) mentions, so no existing read changes meaning."""
+        if scope.kind == "class":
+            raise FixError("transaction committed in a class body")
+        region = scope.node if scope.kind == "function" else self.model.tree
+        return _identifiers(region)
+
+    def _result_names(self, scope: Scope, stem: Optional[str]) -> Tuple[str, str]:
+        taken = self._taken(scope)
+        candidates = [("results", "result")]
+        if stem:
+            for suffix in _TRANSACTION_SUFFIXES:
+                if stem.endswith(suffix) and len(stem) > len(suffix):
+                    stem = stem[: -len(suffix)]
+                    break
+            else:
+                if stem in _GENERIC_TRANSACTION_NAMES:
+                    stem = None
+        if stem:
+            candidates.append((f"{stem}_results", f"{stem}_result"))
+        candidates += [("txn_results", "txn_result"), ("commit_results", "commit_result")]
+        for results, result in candidates:
+            if results not in taken and result not in taken:
+                return results, result
+        raise FixError("no free name for the transaction results")
+
+    def _result_name(self, scope: Scope, results: str) -> str:
+        taken = self._taken(scope)
+        for candidate in ("result", "txn_result", "commit_result"):
+            if candidate not in taken:
+                return candidate
+        raise FixError("no free name for a transaction result")
+
+    def _check_loop(self, source, results: str, result: str) -> cst.BaseStatement:
+        rolled_back = self._rolled_back_name()
+        loop = parse_statement(
+            source,
+            f"for {result} in {results}:\n"
+            f"    if isinstance({result}, Exception) and not isinstance({result}, {rolled_back}):\n"
+            f"        raise {result}",
+        )
+        # Spell out each block's indent: left implicit, it would follow whatever indent
+        # libcst infers from the (indented) snippet the statement is spliced into.
+        return with_block_indent(loop, source.indent_unit)
+
+    def _fix_discarded(self, source, stmt: ast.Expr, scope: Scope, stem: Optional[str]) -> List[Edit]:
+        results, result = self._result_names(scope, stem)
+
+        def transform(statements):
+            line = statements[0]
+            if not isinstance(line, cst.SimpleStatementLine) or len(line.body) != 1:
+                raise FixError("commit shares its line with another statement")
+            expr = line.body[0]
+            assign = cst.Assign(targets=[cst.AssignTarget(target=cst.Name(results))], value=expr.value)
+            return [line.with_changes(body=[assign]), self._check_loop(source, results, result)]
+
+        return [statements_edit(source, [stmt], transform)]
+
+    def _fix_never_read(self, source, stmt, scope: Scope, name: str) -> List[Edit]:
+        result = self._result_name(scope, name)
+        return [statements_edit(source, [stmt], lambda statements: list(statements) + [
+            self._check_loop(source, name, result)
+        ])]
+
+    def _fix_with(self, source, stmt: ast.With, scope: Scope) -> List[Edit]:
+        if len(stmt.items) != 1 or not isinstance(stmt.items[0].optional_vars, ast.Name):
+            raise FixError("with statement has several context managers or a complex target")
+        if _escapes_block(stmt.body):
+            raise FixError("the with block can leave early, and would still commit")
+        transaction = stmt.items[0].optional_vars.id
+        results, result = self._result_names(scope, transaction)
+
+        def transform(statements):
+            node = statements[0]
+            if not isinstance(node, cst.With) or len(node.items) != 1 or node.asynchronous is not None:
+                raise FixError("unexpected with statement")
+            if not isinstance(node.body, cst.IndentedBlock):
+                raise FixError("with statement on one line")
+            item = node.items[0]
+            if item.asname is None or not isinstance(item.asname.name, cst.Name):
+                raise FixError("unexpected with target")
+            opening = cst.SimpleStatementLine(
+                body=[cst.Assign(targets=[cst.AssignTarget(target=item.asname.name)], value=item.item)],
+                leading_lines=node.leading_lines,
+                trailing_whitespace=node.body.header,
+            )
+            commit = parse_statement(source, f"{results} = {transaction}.commit()")
+            commit = commit.with_changes(leading_lines=list(node.body.footer))
+            return [opening, *node.body.body, commit, self._check_loop(source, results, result)]
+
+        return [statements_edit(source, [stmt], transform)]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import ast
 from typing import Iterator, List, Optional, Union
 
-import libcst as cst
+from zklint.lazy_import import libcst as cst  # imported on first use: fixes only
 
 from zklint import cst_helpers
 from zklint.fixer import FixError, expression_edit, parse_expression
-from zklint.model import KAZOO_RETRY, Scope, argument, keyword
+from zklint.model import KAZOO_CLIENT, KAZOO_RETRY, Scope, argument, keyword
 from zklint.rules.base import Edit, Finding, Rule, Safety, register
 
 # KazooRetry(max_tries=1, delay=0.1, backoff=2, max_jitter=0.4, max_delay=60.0,
@@ -197,3 +197,253 @@ class FiniteConnectionRetry(Rule):
         policy = parse_expression(source, "{" + ", ".join(entries) + "}")
         return [expression_edit(source, call, lambda node: cst_helpers.set_keyword(node, "connection_retry", policy))]
 
+
+
+# ---- shared by ZK402 and ZK403 ------------------------------------------------------------
+
+_DEF_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
+_CONSTRUCTOR_METHODS = ("__init__", "__new__")
+# KazooClient(hosts, timeout, ...)
+_TIMEOUT_POSITION = 1
+
+
+def _module_class(model, name: str, scope: Scope) -> Optional[ast.ClassDef]:
+    """The module-level class `name` read in `scope` names, when it is bound only once."""
+    if model.lookup(name, scope) is not model.module_scope:
+        return None
+    cls = model.classes.get(name)
+    if cls is None or len(model.module_scope.bindings.get(name, ())) != 1:
+        return None
+    return cls
+
+
+def has_kazoo_constructor(model, call: ast.Call, scope: Scope) -> bool:
+    """A client construction whose arguments mean what KazooClient.__init__ says.
+
+    ``KazooClient(...)`` itself, or a module class that reaches it through single
+    inheritance without defining ``__init__``/``__new__`` anywhere on the way (a
+    subclass with its own constructor may rename, consume or convert arguments).
+    """
+    if not model.is_client_construction(call):
+        return False
+    func = call.func
+    seen = set()
+    while True:
+        if model.qualname(func) == KAZOO_CLIENT:
+            return True
+        if not isinstance(func, ast.Name) or func.id in seen:
+            return False
+        seen.add(func.id)
+        cls = _module_class(model, func.id, scope)
+        if cls is None or len(cls.bases) != 1 or cls.keywords:
+            return False
+        if any(isinstance(stmt, _DEF_TYPES) and stmt.name in _CONSTRUCTOR_METHODS for stmt in cls.body):
+            return False
+        func, scope = cls.bases[0], model.module_scope
+
+
+def _single_value(model, name: ast.Name, scope: Scope) -> Optional[tuple]:
+    """(value, scope) of a variable bound exactly once to an expression, else None.
+
+    Parameters, names also assigned through ``global`` in a function, and anything
+    bound more than once are unknown.
+    """
+    owner = model.lookup(name.id, scope)
+    if owner is None or name.id in owner.params:
+        return None
+    values = owner.bindings.get(name.id, ())
+    if len(values) != 1 or not isinstance(values[0], ast.expr):
+        return None
+    if owner is model.module_scope and any(
+        name.id in other.global_names and name.id in other.bindings for other in model.scopes.values()
+    ):
+        return None
+    return values[0], owner
+
+
+_FOLDABLE = {ast.Add: float.__add__, ast.Sub: float.__sub__, ast.Mult: float.__mul__, ast.Div: float.__truediv__}
+
+
+def number_value(model, node: Optional[ast.AST], scope: Scope, depth: int = 0) -> Optional[float]:
+    """The value of a numeric literal, simple arithmetic on literals (``5 * 60``) or a
+    variable bound once to one (``SESSION_TIMEOUT = 90``); None when unknown."""
+    if node is None or depth > 4:
+        return None
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return float(node.value)
+        return None
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        inner = number_value(model, node.operand, scope, depth + 1)
+        if inner is None:
+            return None
+        return -inner if isinstance(node.op, ast.USub) else inner
+    if isinstance(node, ast.BinOp) and type(node.op) in _FOLDABLE:
+        left = number_value(model, node.left, scope, depth + 1)
+        right = number_value(model, node.right, scope, depth + 1)
+        if left is None or right is None or (isinstance(node.op, ast.Div) and right == 0):
+            return None
+        return _FOLDABLE[type(node.op)](left, right)
+    if isinstance(node, ast.Name):
+        bound = _single_value(model, node, scope)
+        if bound is not None:
+            return number_value(model, bound[0], bound[1], depth + 1)
+    return None
+
+
+@register
+class SessionTimeoutOutOfRange(Rule):
+    code = "ZK402"
+    name = "session-timeout-out-of-range"
+    summary = "A client's session timeout is outside sane bounds (by default 4 to 60 seconds)."
+    why = (
+        "The session timeout is how long ZooKeeper keeps a silent client's session, and with "
+        "it its ephemeral nodes, locks and election seats. Too long: a crashed or partitioned "
+        "process stays registered and keeps its locks for that long, so peers route work to a "
+        "dead member and wait on its locks. Too short: a GC pause, a busy host or a brief "
+        "network blip expires the session, its ephemerals vanish and every lock it held is "
+        "lost mid-work. (The server also clamps the request to its minSessionTimeout and "
+        "maxSessionTimeout, by default 2 and 20 ticks: 4 s and 40 s.)"
+    )
+    example = (
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "zk = KazooClient(hosts=HOSTS, timeout=600)\n"
+    )
+    use_instead = (
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "zk = KazooClient(hosts=HOSTS, timeout=15)\n"
+    )
+    limits = (
+        "Only values the module spells out are checked: a numeric literal, arithmetic on "
+        "literals, or a variable bound once to one; timeouts read from configuration, "
+        "parameters or **kwargs are not. Clients built through a KazooClient subclass that "
+        "defines its own __init__ are skipped (its parameters may mean something else). The "
+        "bounds are project settings (session-timeout-min, session-timeout-max), not the "
+        "server's negotiated limits, which the linter cannot see."
+    )
+    options = {
+        "session-timeout-min": (float, 4.0, "ZK402: smallest KazooClient timeout= (seconds) accepted"),
+        "session-timeout-max": (float, 60.0, "ZK402: largest KazooClient timeout= (seconds) accepted"),
+    }
+
+    def check(self) -> Iterator[Finding]:
+        model = self.model
+        low, high = float(self.option("session-timeout-min")), float(self.option("session-timeout-max"))
+        for site in model.calls:
+            call = site.node
+            if not has_kazoo_constructor(model, call, site.scope):
+                continue
+            given = argument(call, _TIMEOUT_POSITION, "timeout")
+            value = number_value(model, given, site.scope)
+            if value is None:
+                continue
+            shown = f"{value:g} s" + (" (kazoo takes seconds, not ms)" if value >= 1000 else "")
+            if value < low:
+                message = (
+                    f"session timeout {shown} is below {low:g} s: a GC pause or network blip "
+                    "expires the session and drops its ephemeral nodes and locks mid-work"
+                )
+            elif value > high:
+                message = (
+                    f"session timeout {shown} is above {high:g} s: a crashed process keeps its "
+                    "ephemeral nodes and locks that long, so peers wait on a dead member"
+                )
+            else:
+                continue
+            yield self.finding(given, message)
+
+
+@register
+class RetrySubclassIgnored(Rule):
+    code = "ZK403"
+    name = "retry-subclass-ignored"
+    summary = "A KazooRetry subclass given as connection_retry or command_retry is silently ignored."
+    why = (
+        "KazooClient.__init__ accepts a retry policy only as a dict or as an object whose type "
+        "is exactly KazooRetry (`type(x) is KazooRetry`). An instance of a subclass matches "
+        "neither test and is dropped without a warning: the client runs kazoo's default policy "
+        "(unlimited retries, 0.1 s delay doubling up to an hour) and the subclass's overrides "
+        "(its delays, its limits, its logging) never run. Checked with kazoo 2.11."
+    )
+    example = (
+        "from kazoo.client import KazooClient\n"
+        "from kazoo.retry import KazooRetry\n"
+        "\n"
+        "class LoggingRetry(KazooRetry):\n"
+        "    def __call__(self, func, *args, **kwargs):\n"
+        "        log.info(\"retrying %s\", func)\n"
+        "        return super().__call__(func, *args, **kwargs)\n"
+        "\n"
+        "zk = KazooClient(hosts=HOSTS, connection_retry=LoggingRetry(max_tries=-1, delay=0.5))\n"
+    )
+    use_instead = (
+        "from kazoo.client import KazooClient\n"
+        "from kazoo.retry import KazooRetry\n"
+        "\n"
+        "zk = KazooClient(hosts=HOSTS, connection_retry=KazooRetry(max_tries=-1, delay=0.5))\n"
+        "# or pass the settings as a dict: connection_retry={\"max_tries\": -1, \"delay\": 0.5}\n"
+        "# behaviour kazoo's policy lacks goes around calls: zk.retry(func) / a state listener\n"
+    )
+    limits = (
+        "Only subclasses defined in the same module are recognised (a class imported from "
+        "elsewhere cannot be resolved), and only instances passed directly or through a variable "
+        "bound once (not attributes such as self.policy, parameters or **kwargs). Clients built "
+        "through a KazooClient subclass that defines its own __init__ are skipped: it may convert "
+        "the policy before kazoo sees it."
+    )
+
+    def check(self) -> Iterator[Finding]:
+        model = self.model
+        subclasses = self._retry_subclasses()
+        if not subclasses:
+            return
+        for site in model.calls:
+            call = site.node
+            if not has_kazoo_constructor(model, call, site.scope):
+                continue
+            for name in ("connection_retry", "command_retry"):
+                given = keyword(call, name)
+                if given is None:
+                    continue
+                cls = self._subclass_instance(given.value, site.scope, subclasses)
+                if cls is None:
+                    continue
+                yield self.finding(
+                    given.value,
+                    f"{cls} is a KazooRetry subclass: kazoo silently ignores it as {name} (only an "
+                    "exact KazooRetry or a dict counts) and runs its default policy instead",
+                )
+
+    def _retry_subclasses(self) -> set:
+        """Names of module classes with KazooRetry among their ancestors (through local classes)."""
+        model = self.model
+        found: set = set()
+        changed = True
+        while changed:
+            changed = False
+            for name, cls in model.classes.items():
+                if cls is None or name in found or len(model.module_scope.bindings.get(name, ())) != 1:
+                    continue
+                for base in cls.bases:
+                    if model.qualname(base) == KAZOO_RETRY or (
+                        isinstance(base, ast.Name) and base.id in found
+                        and _module_class(model, base.id, model.module_scope) is not None
+                    ):
+                        found.add(name)
+                        changed = True
+                        break
+        return found
+
+    def _subclass_instance(self, expr: ast.AST, scope: Scope, subclasses: set, depth: int = 0) -> Optional[str]:
+        """The subclass `expr` is an instance of (a call of it, or a variable bound once to one)."""
+        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id in subclasses:
+            if _module_class(self.model, expr.func.id, scope) is not None:
+                return expr.func.id
+            return None
+        if isinstance(expr, ast.Name) and depth < 3:
+            bound = _single_value(self.model, expr, scope)
+            if bound is not None:
+                return self._subclass_instance(bound[0], bound[1], subclasses, depth + 1)
+        return None
