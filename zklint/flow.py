@@ -222,6 +222,17 @@ class Flow:
             return ()
         return block.stmts[block.index(stmt) + 1:]
 
+    def enclosing_with(self, node: ast.AST) -> List[ast.stmt]:
+        """The with statements whose body holds `node`, innermost first."""
+        found = []
+        stmt = self.statement_of(node)
+        parent = self.parent_statement(stmt) if stmt is not None else None
+        while parent is not None:
+            if isinstance(parent, (ast.With, ast.AsyncWith)):
+                found.append(parent)
+            parent = self.parent_statement(parent)
+        return found
+
     def enclosing_try_finally(self, node: ast.AST) -> List[ast.stmt]:
         """Every ``try`` whose ``finally`` runs `node`, innermost first."""
         return [b.owner for b in reversed(self.blocks(node)) if b.field == "finalbody"]

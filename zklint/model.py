@@ -174,7 +174,7 @@ class ModuleModel:
         self._client_attrs: Dict[Tuple[int, str], Optional[bool]] = {}
         self._self_assignment_index: Dict[int, Dict[str, List[Tuple[Optional[ast.AST], Scope]]]] = {}
         self._client_classes: Optional[set] = None
-        self._client_factories: Optional[Dict[str, bool]] = None
+        self._factories: Dict[int, Optional[bool]] = {}
         self._client_calls: Optional[List[Tuple[CallSite, ClientKey, str]]] = None
         self._callbacks: Optional[List[Callback]] = None
 
@@ -304,11 +304,46 @@ class ModuleModel:
         """Does `expr`, evaluated in `scope`, always produce a KazooClient?"""
         if self.is_client_construction(expr):
             return True
-        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
-            return self.client_factories.get(expr.func.id, False) and (
-                self.lookup(expr.func.id, scope) is self.module_scope
-            )
+        if isinstance(expr, ast.Call):
+            factory = self._called_function(expr.func, scope)
+            return factory is not None and self.is_client_factory(factory)
         return self.client_key(expr, scope) is not None
+
+    def _called_function(self, func: ast.AST, scope: Scope) -> Optional[ast.AST]:
+        """The def a call invokes: a function of this module, or ``self.method`` of the class."""
+        if isinstance(func, ast.Name):
+            owner = self.lookup(func.id, scope)
+            values = owner.bindings.get(func.id, ()) if owner is not None else ()
+        elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            cls = self._class_for_self(func.value.id, scope)
+            values = cls.bindings.get(func.attr, ()) if cls is not None else ()
+        else:
+            return None
+        if len(values) == 1 and isinstance(values[0], _DEF_TYPES):
+            return values[0]
+        return None
+
+    def is_client_factory(self, func: ast.AST) -> bool:
+        """A function or method annotated ``-> KazooClient``, or every ``return`` of which
+        returns a client (``def _make_client(self): return KazooClient(...)``)."""
+        key = id(func)
+        cached = self._factories.get(key, False)
+        if cached is not False:
+            return bool(cached)
+        self._factories[key] = None  # in progress: recursion answers "no"
+        scope = self.scopes.get(func)
+        if self.is_client_annotation(func.returns):
+            result = True
+        elif scope is None or isinstance(func, ast.AsyncFunctionDef) or any(
+            isinstance(node, (ast.Yield, ast.YieldFrom)) for node in _own_nodes(func)
+        ):
+            result = False  # generators and coroutines hand back something else
+        else:
+            returns = [r.value for r in _own_returns(func)]
+            result = bool(returns) and all(r is not None and self.is_client_expr(r, scope) for r in returns)
+            result = result and not _escapes_before_return(func, returns)
+        self._factories[key] = result
+        return result
 
     def client_key(self, expr: ast.AST, scope: Scope) -> Optional[ClientKey]:
         """The client variable `expr` reads, when the model can prove it is one."""
@@ -408,23 +443,6 @@ class ModuleModel:
                 return False
             seen_client = True
         return seen_client
-
-    @property
-    def client_factories(self) -> Dict[str, bool]:
-        """Module-level functions every ``return`` of which returns a client."""
-        if self._client_factories is None:
-            self._client_factories = {}
-            for stmt in self.tree.body:
-                if isinstance(stmt, _DEF_TYPES):
-                    self._client_factories[stmt.name] = False
-            for stmt in self.tree.body:
-                if isinstance(stmt, _DEF_TYPES) and len(self.module_scope.bindings.get(stmt.name, ())) == 1:
-                    scope = self.scopes[stmt]
-                    returns = [r.value for r in _own_returns(stmt)]
-                    self._client_factories[stmt.name] = bool(returns) and all(
-                        r is not None and self.is_client_expr(r, scope) for r in returns
-                    )
-        return self._client_factories
 
     def client_calls(self) -> List[Tuple[CallSite, ClientKey, str]]:
         """Every ``<client>.<method>(...)`` call: (site, client, method name)."""
@@ -1074,7 +1092,10 @@ def _child_nodes(node: ast.AST) -> List[ast.AST]:
     nested generators per node) was the largest single cost in profiles.
     """
     children = []
-    for name in node._fields:
+    fields = _NODE_FIELDS.get(node.__class__)
+    if fields is None:
+        fields = _node_fields(node.__class__)
+    for name in fields:
         value = getattr(node, name, None)
         if isinstance(value, _AST):
             children.append(value)
@@ -1083,6 +1104,28 @@ def _child_nodes(node: ast.AST) -> List[ast.AST]:
                 if isinstance(item, _AST):
                     children.append(item)
     return children
+
+
+# Fields the grammar types as identifier, string, int or constant: they never hold nodes,
+# so `_child_nodes` does not look at them (iter_child_nodes looks and finds nothing).
+_PLAIN_FIELDS = {
+    "FunctionDef": {"name", "type_comment"}, "AsyncFunctionDef": {"name", "type_comment"},
+    "ClassDef": {"name"}, "Assign": {"type_comment"}, "For": {"type_comment"},
+    "AsyncFor": {"type_comment"}, "With": {"type_comment"}, "AsyncWith": {"type_comment"},
+    "AnnAssign": {"simple"}, "ImportFrom": {"module", "level"}, "Global": {"names"},
+    "Nonlocal": {"names"}, "Attribute": {"attr"}, "Name": {"id"}, "Constant": {"value", "kind"},
+    "FormattedValue": {"conversion"}, "comprehension": {"is_async"}, "ExceptHandler": {"name"},
+    "arg": {"arg", "type_comment"}, "keyword": {"arg"}, "alias": {"name", "asname"},
+    "MatchSingleton": {"value"}, "MatchStar": {"name"}, "MatchMapping": {"rest"},
+    "MatchClass": {"kwd_attrs"}, "MatchAs": {"name"}, "TypeIgnore": {"lineno", "tag"},
+}
+_NODE_FIELDS: Dict[type, Tuple[str, ...]] = {}
+
+
+def _node_fields(cls: type) -> Tuple[str, ...]:
+    plain = _PLAIN_FIELDS.get(cls.__name__, ()) if cls.__module__ == "ast" else ()
+    fields = _NODE_FIELDS[cls] = tuple(name for name in cls._fields if name not in plain)
+    return fields
 
 
 _AST = ast.AST
@@ -1136,6 +1179,29 @@ def _collect_own_nodes(func: ast.AST) -> List[ast.AST]:
 def own_nodes(func: ast.AST) -> Iterator[ast.AST]:
     """Public form of `_own_nodes` for rules that scan one function's body."""
     return _own_nodes(func)
+
+
+def _escapes_before_return(func: ast.AST, returns: List[ast.expr]) -> bool:
+    """Does a factory also hand the client it returns to someone else?
+
+    ``c = KazooClient(); self._clients.append(c); return c`` registers the client with
+    an owner that stops it (a test harness, a pool): calls of such a factory are clients,
+    but not ones the caller owns, so the factory is not treated as one at all.
+    """
+    names = {r.id for r in returns if isinstance(r, ast.Name)}
+    if not names:
+        return False
+    allowed = {id(r) for r in returns}
+    for node in _own_nodes(func):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            allowed.add(id(node.value))  # c.start(), c.add_listener(...): uses, not escapes
+    for node in _own_nodes(func):
+        if (
+            isinstance(node, ast.Name) and node.id in names and isinstance(node.ctx, ast.Load)
+            and id(node) not in allowed
+        ):
+            return True
+    return False
 
 
 def _own_returns(func: ast.AST) -> Iterator[ast.Return]:
