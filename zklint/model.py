@@ -639,17 +639,30 @@ class ModuleModel:
 
     # ---- state listeners ---------------------------------------------------------------
 
-    def state_listeners(self, key: ClientKey) -> List[Tuple[ast.Call, Optional[FunctionNode]]]:
-        """Every ``add_listener`` on client `key`: (call, listener), listener None when unresolved.
+    def state_listeners(self, key: ClientKey) -> List[Tuple[ast.expr, Optional[FunctionNode]]]:
+        """Every ``add_listener`` on client `key`: (registration, listener), listener None when
+        unresolved. The registration is the call, or the decorator of ``@client.add_listener``.
 
-        A ``functools.partial`` listener counts as unresolved: its parameters are shifted.
+        A ``functools.partial`` listener counts as unresolved: its parameters are shifted; so
+        does a decorated def with other decorators below ``@client.add_listener`` (kazoo gets
+        what they return, not the def).
         """
-        found = []
+        found: List[Tuple[ast.expr, Optional[FunctionNode]]] = []
         for site, client, method in self.client_calls():
             if method == "add_listener" and client == key and site.node.args:
                 arg = site.node.args[0]
                 func = None if isinstance(arg, ast.Call) else self.resolve_function(arg, site.scope)
                 found.append((site.node, func))
+        for node, scope in self.scopes.items():
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or scope.parent is None:
+                continue
+            for index, deco in enumerate(node.decorator_list):
+                if (
+                    isinstance(deco, ast.Attribute) and deco.attr == "add_listener"
+                    and self.client_key(deco.value, scope.parent) == key
+                ):
+                    innermost = index == len(node.decorator_list) - 1
+                    found.append((deco, node if innermost else None))
         return found
 
     def listener_reaction(self, func: Optional[FunctionNode]) -> "ListenerReaction":

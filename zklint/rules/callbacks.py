@@ -395,19 +395,31 @@ class BlockingCallInCallback(_CallbackRule):
     example = (
         "import time\n"
         "\n"
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "zk = KazooClient(hosts=\"zk1:2181,zk2:2181,zk3:2181\")\n"
+        "zk.start()\n"
+        "\n"
+        "\n"
         "@zk.DataWatch(\"/app/config\")\n"
         "def on_config(data, stat):\n"
         "    time.sleep(5)  # let the writers settle\n"
-        "    reload(data)\n"
+        "    reload_config(data)\n"
     )
     use_instead = (
         "import time\n"
+        "\n"
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "zk = KazooClient(hosts=\"zk1:2181,zk2:2181,zk3:2181\")\n"
+        "zk.start()\n"
+        "\n"
         "\n"
         "@zk.DataWatch(\"/app/config\")\n"
         "def on_config(data, stat):\n"
         "    def work():\n"
         "        time.sleep(5)  # let the writers settle\n"
-        "        reload(data)\n"
+        "        reload_config(data)\n"
         "    zk.handler.spawn(work)\n"
     )
     fix_safety = Safety.UNSAFE
@@ -474,18 +486,34 @@ class DeadlockInCallback(_CallbackRule):
         "thread can deliver."
     )
     example = (
+        "from kazoo.client import KazooClient\n"
+        "from kazoo.protocol.states import KazooState\n"
+        "\n"
+        "zk = KazooClient(hosts=\"zk1:2181,zk2:2181,zk3:2181\")\n"
+        "\n"
+        "\n"
         "def on_state(state):\n"
         "    if state == KazooState.CONNECTED:\n"
-        "        zk.create(\"/workers/me\", ephemeral=True)\n"
+        "        zk.create(\"/workers/me\", b\"\", ephemeral=True)\n"
+        "\n"
         "\n"
         "zk.add_listener(on_state)\n"
+        "zk.start()\n"
     )
     use_instead = (
+        "from kazoo.client import KazooClient\n"
+        "from kazoo.protocol.states import KazooState\n"
+        "\n"
+        "zk = KazooClient(hosts=\"zk1:2181,zk2:2181,zk3:2181\")\n"
+        "\n"
+        "\n"
         "def on_state(state):\n"
         "    if state == KazooState.CONNECTED:\n"
-        "        zk.create_async(\"/workers/me\", ephemeral=True)\n"
+        "        zk.create_async(\"/workers/me\", b\"\", ephemeral=True)\n"
+        "\n"
         "\n"
         "zk.add_listener(on_state)\n"
+        "zk.start()\n"
     )
     fix_safety = Safety.UNSAFE
     fix_safety_reason = (
@@ -634,22 +662,40 @@ class LifecycleCallInCallback(_CallbackRule):
         "(an Event, a queue, `client.handler.spawn`) to shut the client down."
     )
     example = (
+        "from kazoo.client import KazooClient\n"
+        "from kazoo.protocol.states import KazooState\n"
+        "\n"
+        "zk = KazooClient(hosts=\"zk1:2181,zk2:2181,zk3:2181\")\n"
+        "\n"
+        "\n"
         "def on_state(state):\n"
         "    if state == KazooState.LOST:\n"
-        "        zk.stop()\n"
+        "        zk.stop()  # runs on the connection thread: stalls, then fails\n"
+        "\n"
         "\n"
         "zk.add_listener(on_state)\n"
+        "zk.start()\n"
     )
     use_instead = (
+        "import threading\n"
+        "\n"
+        "from kazoo.client import KazooClient\n"
+        "from kazoo.protocol.states import KazooState\n"
+        "\n"
+        "zk = KazooClient(hosts=\"zk1:2181,zk2:2181,zk3:2181\")\n"
         "lost = threading.Event()\n"
+        "\n"
         "\n"
         "def on_state(state):\n"
         "    if state == KazooState.LOST:\n"
-        "        lost.set()\n"
+        "        lost.set()  # only signal: the main thread shuts the client down\n"
+        "\n"
         "\n"
         "zk.add_listener(on_state)\n"
+        "zk.start()\n"
         "lost.wait()\n"
         "zk.stop()\n"
+        "zk.close()\n"
     )
     fix_safety = None
     limits = (
@@ -690,6 +736,8 @@ class LifecycleCallInCallback(_CallbackRule):
 
 # ---- ZK304 ---------------------------------------------------------------------------------
 
+# How many calls deep a re-arm is looked for (a miss is a false alarm, so deeper than ZK301/302).
+_REARM_DEPTH = 3
 _SIGNAL_METHODS = {"set", "put", "put_nowait", "notify", "notify_all", "release", "call_soon_threadsafe"}
 _LOG_METHODS = {"debug", "info", "warning", "warn", "error", "exception", "critical", "log"}
 _RECIPE_FOR = {"get": "DataWatch", "exists": "DataWatch", "get_children": "ChildrenWatch"}
@@ -710,15 +758,29 @@ class OneShotWatch(_CallbackRule):
         "at the first disconnect."
     )
     example = (
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "zk = KazooClient(hosts=\"zk1:2181,zk2:2181,zk3:2181\")\n"
+        "zk.start()\n"
+        "\n"
+        "\n"
         "def on_members(event):\n"
         "    members = zk.get_children(\"/members\")\n"
         "    update_pool(members)\n"
         "\n"
+        "\n"
         "zk.get_children(\"/members\", watch=on_members)\n"
     )
     use_instead = (
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "zk = KazooClient(hosts=\"zk1:2181,zk2:2181,zk3:2181\")\n"
+        "zk.start()\n"
+        "\n"
+        "\n"
         "def on_members(members):\n"
         "    update_pool(members)\n"
+        "\n"
         "\n"
         "zk.ChildrenWatch(\"/members\", on_members)\n"
     )
@@ -733,9 +795,9 @@ class OneShotWatch(_CallbackRule):
     )
     limits = (
         "Silent when the callback re-arms in any way the analysis can see: it names itself (e.g. "
-        "`watch=self.on_change` inside it), calls the function that registered it, or one same-"
-        "module function that does either; when the registration runs in a loop, or in a function called "
-        "from a loop; when the callback "
+        "`watch=self.on_change` inside it), calls the function that registered it, or same-"
+        "module functions (up to three calls deep) that do either; when the registration runs in a "
+        "loop, or in a function called from a loop; when the callback "
         "only signals a waiter (`event.set()`, `queue.put()`, `cond.notify()`, setting an attribute "
         "to a constant), which re-arms itself; and when it calls a `self.` method the module does not "
         "define (it may re-arm). Callbacks the model cannot resolve are not checked. The fix "
@@ -839,11 +901,14 @@ class OneShotWatch(_CallbackRule):
                     resolved = model.resolve_function(node, node_scope)
                     if resolved is func or (registering is not None and resolved is registering):
                         return True
-                    if depth == 0 and isinstance(resolved, _DEF_TYPES) and resolved is not target:
+                    if depth < _REARM_DEPTH and isinstance(resolved, _DEF_TYPES) and resolved not in visited:
+                        visited.add(resolved)
                         inner_scope = self.scope(resolved)
-                        if inner_scope is not None and refers(resolved, inner_scope, 1):
+                        if inner_scope is not None and refers(resolved, inner_scope, depth + 1):
                             return True
             return False
+
+        visited = {func}
 
         return refers(func, scope, 0)
 

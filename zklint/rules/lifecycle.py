@@ -512,19 +512,31 @@ class StopWithoutClose(Rule):
         "life (per request, per task, in tests) leaks file descriptors until it hits its limit."
     )
     example = (
-        "zk.start()\n"
-        "try:\n"
-        "    zk.ensure_path(\"/app\")\n"
-        "finally:\n"
-        "    zk.stop()\n"
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "\n"
+        "def publish_config(hosts, data):\n"
+        "    zk = KazooClient(hosts=hosts)\n"
+        "    zk.start()\n"
+        "    try:\n"
+        "        zk.ensure_path(\"/app\")\n"
+        "        zk.set(\"/app\", data)\n"
+        "    finally:\n"
+        "        zk.stop()\n"
     )
     use_instead = (
-        "zk.start()\n"
-        "try:\n"
-        "    zk.ensure_path(\"/app\")\n"
-        "finally:\n"
-        "    zk.stop()\n"
-        "    zk.close()\n"
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "\n"
+        "def publish_config(hosts, data):\n"
+        "    zk = KazooClient(hosts=hosts)\n"
+        "    zk.start()\n"
+        "    try:\n"
+        "        zk.ensure_path(\"/app\")\n"
+        "        zk.set(\"/app\", data)\n"
+        "    finally:\n"
+        "        zk.stop()\n"
+        "        zk.close()\n"
     )
     fix_safety = Safety.SAFE
     fix_safety_reason = (
@@ -608,13 +620,31 @@ class CallBeforeStart(Rule):
         "typically at startup or on the first request after a deploy."
     )
     example = (
-        "zk = KazooClient(hosts=HOSTS)\n"
-        "zk.ensure_path(\"/app/config\")\n"
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "\n"
+        "def read_config(hosts):\n"
+        "    zk = KazooClient(hosts=hosts)\n"
+        "    try:\n"
+        "        data, _ = zk.get(\"/app/config\")\n"
+        "    finally:\n"
+        "        zk.stop()\n"
+        "        zk.close()\n"
+        "    return data\n"
     )
     use_instead = (
-        "zk = KazooClient(hosts=HOSTS)\n"
-        "zk.start()\n"
-        "zk.ensure_path(\"/app/config\")\n"
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "\n"
+        "def read_config(hosts):\n"
+        "    zk = KazooClient(hosts=hosts)\n"
+        "    zk.start()\n"
+        "    try:\n"
+        "        data, _ = zk.get(\"/app/config\")\n"
+        "    finally:\n"
+        "        zk.stop()\n"
+        "        zk.close()\n"
+        "    return data\n"
     )
     fix_safety = Safety.SAFE
     fix_safety_reason = (
@@ -708,19 +738,24 @@ class StartAsyncNotAwaited(Rule):
         "client.connected, or call start(), which does both and raises on time-out."
     )
     example = (
-        "zk = KazooClient(hosts=HOSTS)\n"
-        "zk.start_async()\n"
-        "zk.create(\"/app/node\", b\"v\")\n"
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "\n"
+        "def register(hosts, name):\n"
+        "    zk = KazooClient(hosts=hosts)\n"
+        "    zk.start_async()\n"
+        "    zk.create(\"/workers/\" + name, b\"up\", ephemeral=True)\n"
+        "    return zk\n"
     )
     use_instead = (
-        "zk = KazooClient(hosts=HOSTS)\n"
-        "event = zk.start_async()\n"
-        "event.wait(timeout=15)\n"
-        "if not zk.connected:\n"
-        "    raise RuntimeError(\"ZooKeeper unreachable\")\n"
-        "zk.create(\"/app/node\", b\"v\")\n"
+        "from kazoo.client import KazooClient\n"
         "\n"
-        "# or simply: zk.start()\n"
+        "\n"
+        "def register(hosts, name):\n"
+        "    zk = KazooClient(hosts=hosts)\n"
+        "    zk.start()\n"
+        "    zk.create(\"/workers/\" + name, b\"up\", ephemeral=True)\n"
+        "    return zk\n"
     )
     fix_safety = Safety.SAFE
     fix_safety_reason = (

@@ -110,21 +110,28 @@ class TransactionResultUnchecked(Rule):
         "Only connection problems raise."
     )
     example = (
-        "t = zk.transaction()\n"
-        "t.check(\"/config\", version)\n"
-        "t.set_data(\"/config\", new_value)\n"
-        "t.commit()\n"
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "\n"
+        "def update_config(zk: KazooClient, version, new_value):\n"
+        "    t = zk.transaction()\n"
+        "    t.check(\"/config\", version)\n"
+        "    t.set_data(\"/config\", new_value)\n"
+        "    t.commit()\n"
     )
     use_instead = (
+        "from kazoo.client import KazooClient\n"
         "from kazoo.exceptions import RolledBackError\n"
         "\n"
-        "t = zk.transaction()\n"
-        "t.check(\"/config\", version)\n"
-        "t.set_data(\"/config\", new_value)\n"
-        "results = t.commit()\n"
-        "for result in results:\n"
-        "    if isinstance(result, Exception) and not isinstance(result, RolledBackError):\n"
-        "        raise result\n"
+        "\n"
+        "def update_config(zk: KazooClient, version, new_value):\n"
+        "    t = zk.transaction()\n"
+        "    t.check(\"/config\", version)\n"
+        "    t.set_data(\"/config\", new_value)\n"
+        "    results = t.commit()\n"
+        "    for result in results:\n"
+        "        if isinstance(result, Exception) and not isinstance(result, RolledBackError):\n"
+        "            raise result\n"
     )
     fix_safety = Safety.UNSAFE
     fix_safety_reason = (
