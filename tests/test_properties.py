@@ -134,7 +134,7 @@ def retry_policies(draw, retry_name: str) -> str:
         items.append(("max_delay", draw(floats)))
     multiline = draw(st.booleans())
     sep = ",\n        " if multiline else ", "
-    trailing = "," if multiline and draw(st.booleans()) else ""
+    trailing = "," if multiline and items and draw(st.booleans()) else ""
     if kind == "call":
         inner = sep.join(f"{k}={v}" for k, v in items)
         return f"{retry_name}({inner}{trailing})"

@@ -656,3 +656,25 @@ def test_flake8_plugin_without_lines():
 
     results = list(ZkLintChecker(ast.parse(BAD)).run())
     assert any(message.startswith("ZK401") for _, _, message, _ in results)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_a_dying_worker_process_does_not_hang_the_run(cli, tmp_path, monkeypatch):
+    for i in range(8):
+        write(tmp_path / f"m{i}.py", BAD)
+    real = cli_module.run_job
+
+    def dying(job):
+        if job.path.endswith("m3.py"):
+            os._exit(9)  # as if killed for memory
+        return real(job)
+
+    monkeypatch.setattr(cli_module, "run_job", dying)
+    start = time.monotonic()
+    result = cli("check", "--select", "ZK401", "-j", "2", ".")
+    assert time.monotonic() - start < 120
+    assert result.code == 2
+    assert_no_traceback(result)
+    lost = [line for line in result.error_lines() if "not checked: a worker process died" in line]
+    assert any(line.startswith("./m3.py: ") for line in lost)
+    assert len(result.findings()) + len(lost) == 8  # every file accounted for

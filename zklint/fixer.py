@@ -367,6 +367,9 @@ def fix_source(
                     _check_edits(current.text, edits)
             except FixError:
                 edits = None
+            except (RecursionError, MemoryError):
+                outcome.errors.append(f"{finding.code} fix at line {finding.line}: too deeply nested to fix; left unfixed")
+                edits = None
             except Exception as exc:  # a bug in one rule's fix must not lose the others
                 outcome.errors.append(f"{finding.code} fix at line {finding.line} failed ({_describe(exc)}); left unfixed")
                 edits = None

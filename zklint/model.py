@@ -66,6 +66,11 @@ FunctionNode = Union[ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda]
 _FUNCTION_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _DEF_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
 
+# How many links of a chain of aliases or factories the model follows before it answers
+# "unknown"; keeps deep chains in generated code from exhausting the interpreter's stack.
+_MAX_DEPTH = 50
+_MISSING = object()
+
 # A binding whose value the model cannot see (parameter, loop target, import, ...).
 UNKNOWN = None
 
@@ -175,6 +180,7 @@ class ModuleModel:
         self._self_assignment_index: Dict[int, Dict[str, List[Tuple[Optional[ast.AST], Scope]]]] = {}
         self._client_classes: Optional[set] = None
         self._factories: Dict[int, Optional[bool]] = {}
+        self._depth = 0
         self._client_calls: Optional[List[Tuple[CallSite, ClientKey, str]]] = None
         self._callbacks: Optional[List[Callback]] = None
 
@@ -302,6 +308,16 @@ class ModuleModel:
 
     def is_client_expr(self, expr: ast.AST, scope: Scope) -> bool:
         """Does `expr`, evaluated in `scope`, always produce a KazooClient?"""
+        # Aliases chain (c2 = c1; c3 = c2 ...): each link costs a few frames of recursion.
+        if self._depth > _MAX_DEPTH:
+            return False
+        self._depth += 1
+        try:
+            return self._is_client_expr(expr, scope)
+        finally:
+            self._depth -= 1
+
+    def _is_client_expr(self, expr: ast.AST, scope: Scope) -> bool:
         if self.is_client_construction(expr):
             return True
         if isinstance(expr, ast.Call):
@@ -327,9 +343,9 @@ class ModuleModel:
         """A function or method annotated ``-> KazooClient``, or every ``return`` of which
         returns a client (``def _make_client(self): return KazooClient(...)``)."""
         key = id(func)
-        cached = self._factories.get(key, False)
-        if cached is not False:
-            return bool(cached)
+        cached = self._factories.get(key, _MISSING)
+        if cached is not _MISSING:
+            return bool(cached)  # None: being computed further up (a cycle) answers "no"
         self._factories[key] = None  # in progress: recursion answers "no"
         scope = self.scopes.get(func)
         if self.is_client_annotation(func.returns):
@@ -375,10 +391,10 @@ class ModuleModel:
 
     def _name_is_client(self, owner: Scope, name: str) -> bool:
         key = (id(owner.node), name)
-        cached = self._client_names.get(key, False)
-        if cached is not False:
-            return bool(cached)
-        self._client_names[key] = None  # in progress: a cycle answers "no"
+        cached = self._client_names.get(key, _MISSING)
+        if cached is not _MISSING:
+            return bool(cached)  # None: being computed further up (a cycle) answers "no"
+        self._client_names[key] = None
         param = owner.params.get(name)
         if param is not None and len(owner.bindings.get(name, ())) == 1:
             result = self.is_client_annotation(param.annotation)
@@ -389,9 +405,9 @@ class ModuleModel:
 
     def _attr_is_client(self, cls: Scope, attr: str) -> bool:
         key = (id(cls.node), attr)
-        cached = self._client_attrs.get(key, False)
-        if cached is not False:
-            return bool(cached)
+        cached = self._client_attrs.get(key, _MISSING)
+        if cached is not _MISSING:
+            return bool(cached)  # None: being computed further up (a cycle) answers "no"
         self._client_attrs[key] = None
         values: List[Tuple[Optional[ast.AST], Scope]] = []
         annotated = False

@@ -29,7 +29,7 @@ BAD_PROGRAM = '''
 
 
     def on_state(state):
-        print("STATE", state, flush=True)
+        print(f"STATE {state}", flush=True)
         if state == KazooState.CONNECTED:
             zk.create(NODE, b"up", makepath=True)
 

@@ -25,7 +25,7 @@ BAD_PROGRAM = '''
 
     def on_change(event):
         data, stat = zk.get(PATH)
-        print("DATA", data.decode(), flush=True)
+        print(f"DATA {data.decode()}", flush=True)
 
 
     def main():

@@ -105,6 +105,7 @@ class _Ephemeral:
         self.parents = _parents(model.tree)
         self._creates: Optional[List[Create]] = None
         self._hidden: Dict[ClientKey, bool] = {}
+        self._handed_on_keys: Optional[set] = None
 
     @classmethod
     def of(cls, model: ModuleModel) -> "_Ephemeral":
@@ -285,6 +286,17 @@ class _Ephemeral:
             return True
         if key.kind == "name" and key.name in key.scope.params:
             return True  # a parameter: the caller owns the client and may add its listeners
+        return key in self._handed_on()
+
+    def _handed_on(self) -> set:
+        """Every client key the module passes, returns, stores or aliases somewhere.
+
+        One walk of the module for all clients (it used to be one walk per client).
+        """
+        if self._handed_on_keys is not None:
+            return self._handed_on_keys
+        model = self.model
+        found: set = set()
         for scope_node, scope in model.scopes.items():
             for node in own_nodes(scope_node):
                 values: List[ast.AST] = []
@@ -297,16 +309,24 @@ class _Ephemeral:
                 elif isinstance(node, (ast.Return, ast.Yield, ast.YieldFrom)) and node.value is not None:
                     values = [node.value]
                 elif isinstance(node, ast.Assign):
-                    if not any(model.client_key(t, scope) == key for t in node.targets):
-                        values = [node.value]
-                    elif isinstance(node.value, (ast.Name, ast.Attribute)):
-                        return True  # an alias of another client variable: its listeners count too
+                    targets = {model.client_key(t, scope) for t in node.targets}
+                    if isinstance(node.value, (ast.Name, ast.Attribute)):
+                        # assigned to a client: an alias of another client variable, whose
+                        # listeners count too; assigned elsewhere: the client is handed on
+                        found.update(k for k in targets if k is not None)
+                        handed = model.client_key(node.value, scope)
+                        if handed is not None and handed not in targets:
+                            found.add(handed)
+                    continue
                 elif isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)):
                     values = [v for v in getattr(node, "elts", getattr(node, "values", [])) if v is not None]
                 for value in values:
-                    if isinstance(value, (ast.Name, ast.Attribute)) and model.client_key(value, scope) == key:
-                        return True
-        return False
+                    if isinstance(value, (ast.Name, ast.Attribute)):
+                        handed = model.client_key(value, scope)
+                        if handed is not None:
+                            found.add(handed)
+        self._handed_on_keys = found
+        return found
 
     def reacting_listener(self, key: ClientKey, states: Tuple[str, ...]) -> bool:
         """Does a state listener on `key` react to one of `states` (or may one be unseen)?"""

@@ -24,11 +24,12 @@ Policy = Union[ast.Call, ast.Dict]
 
 def int_literal(node: Optional[ast.AST]) -> Optional[int]:
     """The value of an integer literal (``3``, ``-1``), else None."""
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        inner = int_literal(node.operand)
-        return -inner if inner is not None else None
+    sign = 1
+    while isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):  # a loop: ---3 nests
+        sign = -sign
+        node = node.operand
     if isinstance(node, ast.Constant) and type(node.value) is int:
-        return node.value
+        return sign * node.value
     return None
 
 
