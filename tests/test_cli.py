@@ -298,7 +298,9 @@ def test_config_exclude_overridden_by_flag(cli, tmp_path):
 
 
 def test_config_per_file_ignores(cli, tmp_path):
-    _project(tmp_path, 'select = ["ZK401"]\n[tool.zklint.per-file-ignores]\n"app/gen/*" = ["ZK4"]\n"util.py" = ["ZK401"]\n')
+    _project(
+        tmp_path, 'select = ["ZK401"]\n[tool.zklint.per-file-ignores]\n"app/gen/*" = ["ZK4"]\n"util.py" = ["ZK401"]\n'
+    )
     assert found_files(cli("check", ".")) == {"main.py", "skip_me.py"}
 
 

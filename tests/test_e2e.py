@@ -251,8 +251,9 @@ def _try_repo(hook_repo, work: Path, hook: str, files: List[str]):
     if result.code not in (0, 1) or "An unexpected error has occurred" in result.out:
         log = hook_repo["home"] / "pre-commit.log"
         detail = log.read_text()[-3000:] if log.exists() else result.out[-3000:]
-        if any(word in detail for word in ("Could not find a version", "NewConnectionError", "Network is unreachable",
-                                             "Temporary failure in name resolution")):
+        offline = ("Could not find a version", "NewConnectionError", "Network is unreachable",
+                   "Temporary failure in name resolution")
+        if any(word in detail for word in offline):
             pytest.skip("pre-commit could not install the hook environment (no network to PyPI)")
         pytest.fail(f"pre-commit try-repo failed:\n{detail}")
     return result

@@ -26,7 +26,6 @@ from tests.cli_support import (
     clean_env,
     is_root,
     run_main,
-    snapshot,
     write,
     zklint_command,
 )
@@ -34,7 +33,7 @@ from zklint import cli as cli_module
 from zklint import engine
 from zklint.engine import check_bytes
 from zklint.rules import all_rules
-from zklint.rules.base import Edit, Finding, Rule, Safety
+from zklint.rules.base import Edit, Rule, Safety
 from zklint.source import SourceFile
 
 ZK401 = [all_rules()["ZK401"]]

@@ -64,11 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     fixing.add_argument("--diff", action="store_true", help="print the fixes as a unified diff; write nothing")
     fixing.add_argument("--show-fixes", action="store_true", help="list the fixes applied")
     rules = check.add_argument_group("rule selection")
-    rules.add_argument("--select", action="append", metavar="CODES", help="comma-separated code prefixes to enable (replaces the configured list)")
+    rules.add_argument("--select", action="append", metavar="CODES",
+                       help="comma-separated code prefixes to enable (replaces the configured list)")
     rules.add_argument("--extend-select", action="append", metavar="CODES", help="code prefixes to enable in addition")
     rules.add_argument("--ignore", action="append", metavar="CODES", help="code prefixes to disable")
     files = check.add_argument_group("files")
-    files.add_argument("--exclude", action="append", metavar="PATTERNS", help="gitignore-style patterns to skip (replaces the configured list)")
+    files.add_argument("--exclude", action="append", metavar="PATTERNS",
+                       help="gitignore-style patterns to skip (replaces the configured list)")
     files.add_argument("--extend-exclude", action="append", metavar="PATTERNS", help="patterns to skip in addition")
     files.add_argument("--no-respect-gitignore", action="store_true", help="do not skip files .gitignore lists")
     files.add_argument("--stdin-filename", metavar="PATH", help="the name of the file read from stdin")
@@ -76,11 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     output = check.add_argument_group("output")
     output.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings remain")
     output.add_argument("-q", "--quiet", action="store_true", help="print findings only, no summary")
-    output.add_argument("-j", "--jobs", type=int, default=0, metavar="N", help="processes to use (default: the number of cores)")
+    output.add_argument("-j", "--jobs", type=int, default=0, metavar="N",
+                        help="processes to use (default: the number of cores)")
     output.add_argument("--output-format", choices=output_formats(), default="full", metavar="FORMAT",
                         help="full (default: each finding with its source line), concise (one line each), json, "
                              "sarif (SARIF 2.1.0), github (Actions annotations), gitlab (Code Quality report)")
-    output.add_argument("--statistics", action="store_true", help="print the number of findings per rule instead of the findings")
+    output.add_argument("--statistics", action="store_true",
+                        help="print the number of findings per rule instead of the findings")
     output.add_argument("--show-source", action=argparse.BooleanOptionalAction, default=True,
                         help="with --output-format full, show the source line under each finding (default: on)")
     rule = commands.add_parser("rule", help="explain a rule", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -184,7 +188,8 @@ def _run_jobs(jobs: List[Job], processes: int) -> List[FileReport]:
                 try:
                     reports.extend(future.result())
                 except Exception as exc:  # BrokenProcessPool, or a report that cannot be sent back
-                    reason = "a worker process died" if type(exc).__name__ == "BrokenProcessPool" else internal_error(exc)
+                    died = type(exc).__name__ == "BrokenProcessPool"
+                    reason = "a worker process died" if died else internal_error(exc)
                     reports.extend(FileReport(job.path, errors=[f"not checked: {reason}"]) for job in batch)
     finally:
         gc.unfreeze()
@@ -235,7 +240,7 @@ def check_command(args: argparse.Namespace) -> int:
     out, err = sys.stdout, sys.stderr
     try:
         settings = _resolve_settings(args)
-        selection = _selection(settings)
+        _selection(settings)  # unknown selectors are a usage error, before any file is read
     except (ConfigError, UnknownSelector) as exc:
         err.write(f"zklint: error: {exc}\n")
         return EXIT_ERROR
@@ -379,4 +384,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_CLEAN
-

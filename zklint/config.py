@@ -148,7 +148,9 @@ def settings_from_table(table: dict, path: str) -> Settings:
     for pattern, pattern_codes in settings.per_file_ignores.items():
         for selector in pattern_codes:
             if not any(code.startswith(selector) for code in codes):
-                raise ConfigError(f"{path}: [tool.zklint] per-file-ignores {pattern!r}: unknown rule selector {selector!r}")
+                raise ConfigError(
+                    f"{path}: [tool.zklint] per-file-ignores {pattern!r}: unknown rule selector {selector!r}"
+                )
     return settings
 
 

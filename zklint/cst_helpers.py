@@ -10,6 +10,7 @@ from typing import Optional
 
 from zklint.lazy_import import libcst as cst  # imported on first use: fixes only
 
+
 def _append(elements: list, new, opening_whitespace) -> list:
     if not elements:
         return [new]

@@ -243,7 +243,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("directory", nargs="?", default=DEFAULT_DIR,
                         help=f"where the pages go (default: {DEFAULT_DIR})")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a page is missing or stale")
-    parser.add_argument("--readme", default="README.md", help="README whose rules table to keep current (default: README.md)")
+    parser.add_argument("--readme", default="README.md",
+                        help="README whose rules table to keep current (default: README.md)")
     args = parser.parse_args(argv)
     if args.check:
         problems = stale_docs(args.directory)

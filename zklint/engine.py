@@ -31,6 +31,11 @@ class UnknownSelector(ValueError):
     pass
 
 
+def _specificity(code: str, selectors: Sequence[str]) -> int:
+    """Length of the longest selector matching `code` (ALL counts as 0); -1 when none does."""
+    return max((len(s) if s != "ALL" else 0 for s in selectors if s == "ALL" or code.startswith(s)), default=-1)
+
+
 class RuleSelection:
     """Which rule codes run: ruff-style prefixes, where the most specific prefix wins."""
 
@@ -48,8 +53,8 @@ class RuleSelection:
         chosen = list(select) + list(extend_select)
         self.codes = []
         for code in codes:
-            best_select = max((len(s if s != "ALL" else "") for s in chosen if s == "ALL" or code.startswith(s)), default=-1)
-            best_ignore = max((len(s if s != "ALL" else "") for s in ignore if s == "ALL" or code.startswith(s)), default=-1)
+            best_select = _specificity(code, chosen)
+            best_ignore = _specificity(code, ignore)
             if best_select >= 0 and best_select > best_ignore:
                 if not any(selector == "ALL" or code.startswith(selector) for selector in per_file_ignore):
                     self.codes.append(code)

@@ -157,7 +157,8 @@ def statements_edit(source: SourceFile, stmts: Sequence[ast.stmt], transform: St
             module = cst.parse_module(wrapper + snippet, config=config)
             block = module.body[0].body
             new_body = list(transform(list(block.body)))
-            rendered = module.with_changes(body=[module.body[0].with_changes(body=block.with_changes(body=new_body))]).code
+            wrapper_if = module.body[0].with_changes(body=block.with_changes(body=new_body))
+            rendered = module.with_changes(body=[wrapper_if]).code
             rendered = rendered[len(wrapper):]
         else:
             module = cst.parse_module(snippet, config=config)
@@ -368,10 +369,12 @@ def fix_source(
             except FixError:
                 edits = None
             except (RecursionError, MemoryError):
-                outcome.errors.append(f"{finding.code} fix at line {finding.line}: too deeply nested to fix; left unfixed")
+                where = f"{finding.code} fix at line {finding.line}"
+                outcome.errors.append(f"{where}: too deeply nested to fix; left unfixed")
                 edits = None
             except Exception as exc:  # a bug in one rule's fix must not lose the others
-                outcome.errors.append(f"{finding.code} fix at line {finding.line} failed ({_describe(exc)}); left unfixed")
+                where = f"{finding.code} fix at line {finding.line}"
+                outcome.errors.append(f"{where} failed ({_describe(exc)}); left unfixed")
                 edits = None
             if not edits or _self_overlapping(edits):
                 refused.add((finding.code, finding.line, finding.col))

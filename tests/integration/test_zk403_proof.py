@@ -81,7 +81,7 @@ def test_exact_kazoo_retry_is_honoured():
 
 def test_command_retry_subclass_never_runs():
     policy = RecordingRetry(max_tries=1)
-    client = KazooClient(hosts="127.0.0.1:1", command_retry=policy)
+    client = KazooClient(hosts="127.0.0.1:1", command_retry=policy)  # noqa: ZK403 (the hazard under test)
     flaky = _flaky(failures=1)
 
     # With the subclass's policy (one try) this would raise RetryFailedError;

@@ -281,7 +281,6 @@ class _Ephemeral:
         return self._hidden[key]
 
     def _compute_hidden(self, key: ClientKey) -> bool:
-        model = self.model
         if key.kind not in ("name", "attr"):
             return True
         if key.kind == "name" and key.name in key.scope.params:

@@ -378,7 +378,8 @@ class ClientNotStopped(Rule):
             method = _own_method_statement(candidate, name)
             if method in ("stop", "close") and method not in moved:
                 later = rest[i + 1:]
-                if not any(_mentions(s, name) for s in later if _own_method_statement(s, name) not in ("stop", "close")):
+                others = [s for s in later if _own_method_statement(s, name) not in ("stop", "close")]
+                if not any(_mentions(s, name) for s in others):
                     moved[method] = candidate
         kept_ids = {id(s) for s in moved.values()}
         if all(id(s) in kept_ids for s in rest):
@@ -580,7 +581,9 @@ class StopWithoutClose(Rule):
                 build = None
                 if stmt is not None:
                     build = lambda source, stmt=stmt, text=text: [  # noqa: E731
-                        statements_edit(source, [stmt], lambda body: body + [parse_statement(source, f"{text}.close()")])
+                        statements_edit(
+                            source, [stmt], lambda body: body + [parse_statement(source, f"{text}.close()")]
+                        )
                     ]
                 yield self.finding(stop.call, message, f"Call {text}.close() after stop()", build)
 
@@ -835,6 +838,7 @@ class StartAsyncNotAwaited(Rule):
             expr = line.body[0]
             call = expr.value
             func = call.func.with_changes(attr=cst.Name("start"))
-            return [line.with_changes(body=[expr.with_changes(value=call.with_changes(func=func))] + list(line.body[1:]))]
+            started = expr.with_changes(value=call.with_changes(func=func))
+            return [line.with_changes(body=[started] + list(line.body[1:]))]
 
         return statements_edit(source, [stmt], transform)

@@ -156,7 +156,9 @@ class FiniteConnectionRetry(Rule):
             reasons.append("a deadline")
         if not reasons:
             return None
-        deadline_by_keyword = deadline is None or isinstance(policy, ast.Dict) or keyword(policy, "deadline") is not None
+        deadline_by_keyword = (
+            deadline is None or isinstance(policy, ast.Dict) or keyword(policy, "deadline") is not None
+        )
         build = (lambda source, policy=policy: self._policy_fix(source, policy)) if deadline_by_keyword else None
         return self.finding(
             policy,
@@ -197,7 +199,6 @@ class FiniteConnectionRetry(Rule):
                 entries.append(f'"{name}": {source.segment(given.value)}')
         policy = parse_expression(source, "{" + ", ".join(entries) + "}")
         return [expression_edit(source, call, lambda node: cst_helpers.set_keyword(node, "connection_retry", policy))]
-
 
 
 # ---- shared by ZK402 and ZK403 ------------------------------------------------------------
