@@ -18,6 +18,8 @@ from __future__ import annotations
 import ast
 from typing import TYPE_CHECKING, Dict, FrozenSet, Optional, Tuple
 
+from zklint.model import argument
+
 if TYPE_CHECKING:
     from zklint.model import ClientKey, ModuleModel, Scope
 
@@ -159,15 +161,6 @@ def _literal_false(node: Optional[ast.AST]) -> bool:
     return isinstance(node, ast.Constant) and node.value is False
 
 
-def _argument(call: ast.Call, position: int, name: str) -> Optional[ast.expr]:
-    for kw in call.keywords:
-        if kw.arg == name:
-            return kw.value
-    if len(call.args) > position and not any(isinstance(a, ast.Starred) for a in call.args[: position + 1]):
-        return call.args[position]
-    return None
-
-
 def _opaque(call: ast.Call) -> bool:
     """``f(*args)`` / ``f(**kw)``: the arguments cannot be read."""
     return any(isinstance(a, ast.Starred) for a in call.args) or any(kw.arg is None for kw in call.keywords)
@@ -180,12 +173,12 @@ def waits_without_timeout(call: ast.Call, timeout: Optional[Tuple[str, int]], cl
     if _opaque(call):
         return False
     name, position = timeout
-    given = _argument(call, position, name)
+    given = argument(call, position, name)
     if given is not None and not (isinstance(given, ast.Constant) and given.value is None):
         return False
     # Non-blocking forms: lock.acquire(False), queue.get(False), lock.acquire(blocking=False).
     if method in ("acquire", "get") and (cls.startswith(("threading.", "queue.")) or cls in _LOCKS):
-        blocking = _argument(call, 0, "block" if cls.startswith("queue.") else "blocking")
+        blocking = argument(call, 0, "block" if cls.startswith("queue.") else "blocking")
         if blocking is not None and (_literal_false(blocking) or not isinstance(blocking, ast.Constant)):
             return False
     return True
@@ -329,7 +322,7 @@ class Api:
         recipe = self.recipe_of_call(call, scope)
         if recipe is not None and recipe[0] in _WATCHERS:
             offset = 0 if isinstance(func, ast.Attribute) else 1
-            if _argument(call, 1 + offset, "func") is not None:
+            if argument(call, 1 + offset, "func") is not None:
                 return recipe[0], "__init__", recipe[1]
         return None
 

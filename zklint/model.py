@@ -331,7 +331,7 @@ class ModuleModel:
             owner = self.lookup(func.id, scope)
             values = owner.bindings.get(func.id, ()) if owner is not None else ()
         elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
-            cls = self._class_for_self(func.value.id, scope)
+            cls = self.class_for_self(func.value.id, scope)
             values = cls.bindings.get(func.attr, ()) if cls is not None else ()
         else:
             return None
@@ -369,12 +369,12 @@ class ModuleModel:
                 return ClientKey("name", id(owner.node), expr.id, owner)
             return None
         if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name):
-            cls = self._class_for_self(expr.value.id, scope)
+            cls = self.class_for_self(expr.value.id, scope)
             if cls is not None and self._attr_is_client(cls, expr.attr):
                 return ClientKey("attr", id(cls.node), expr.attr, cls)
         return None
 
-    def _class_for_self(self, name: str, scope: Scope) -> Optional[Scope]:
+    def class_for_self(self, name: str, scope: Scope) -> Optional[Scope]:
         """The class whose instance `name` is, when `name` is a method's self/cls.
 
         Nested functions and lambdas inside a method see the method's ``self``
@@ -490,7 +490,7 @@ class ModuleModel:
                 return values[0]
             return None
         if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name):
-            cls = self._class_for_self(expr.value.id, scope)
+            cls = self.class_for_self(expr.value.id, scope)
             if cls is not None:
                 values = cls.bindings.get(expr.attr, ())
                 if len(values) == 1 and isinstance(values[0], _DEF_TYPES):
@@ -696,7 +696,7 @@ class ModuleModel:
                 return None
             values = [(v, owner) for v in owner.bindings.get(expr.id, ())]
         elif isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name):
-            cls = self._class_for_self(expr.value.id, scope)
+            cls = self.class_for_self(expr.value.id, scope)
             if cls is None:
                 return None
             values = [(v, cls) for v in cls.bindings.get(expr.attr, ()) if not isinstance(v, _Annotation)]

@@ -23,6 +23,7 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 
 from zklint import kazoo_api
 from zklint.fixer import FixError, parse_statement, statements_edit
+from zklint.flow import own_descendants
 from zklint.kazoo_api import Api
 from zklint.model import Callback, CallbackKind, ClientKey, FunctionNode, Scope, argument, child_nodes, keyword, walk
 from zklint.rules.base import Edit, Finding, Rule, Safety, register
@@ -321,7 +322,7 @@ def _check_region(func: ast.FunctionDef, region: Sequence[ast.stmt]) -> None:
     for stmt in region:
         region_ids.update(id(n) for n in ast.walk(stmt))
     for stmt in region:
-        for node in _walk_own(stmt):
+        for node in own_descendants(stmt):
             if isinstance(node, (ast.Return, ast.Yield, ast.YieldFrom, ast.Await, ast.Global, ast.Nonlocal)):
                 raise FixError("the moved code returns, yields, awaits or declares globals")
         if _escaping_jump(stmt, 0):
@@ -342,16 +343,6 @@ def _check_region(func: ast.FunctionDef, region: Sequence[ast.stmt]) -> None:
     shared = bound & outside
     if shared:
         raise FixError(f"the moved code binds names used elsewhere in the callback: {sorted(shared)}")
-
-
-def _walk_own(node: ast.AST) -> Iterator[ast.AST]:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        if current is not node and isinstance(current, _NESTED):
-            continue
-        stack.extend(ast.iter_child_nodes(current))
 
 
 def _escaping_jump(node: ast.AST, loops: int) -> bool:
@@ -1038,7 +1029,7 @@ class OneShotWatch(_CallbackRule):
                 raise FixError("the callback uses its event")
             if isinstance(node, (ast.Global, ast.Nonlocal)) and set(node.names) & set(names):
                 raise FixError("the re-read names are globals")
-        for node in _walk_own(func):
+        for node in own_descendants(func):
             if isinstance(node, ast.Return) and node.value is not None and not (
                 isinstance(node.value, ast.Constant) and node.value.value is None
             ):
@@ -1138,20 +1129,9 @@ class OneShotWatch(_CallbackRule):
             return owner is model.module_scope and model.lookup(b.id, b_scope) is owner \
                 and len(owner.bindings.get(a.id, ())) == 1
         if isinstance(a, ast.Attribute) and isinstance(a.value, ast.Name):
-            cls_a = self._self_class(a.value.id, a_scope)
-            return cls_a is not None and cls_a is self._self_class(b.value.id, b_scope)
+            cls_a = self.model.class_for_self(a.value.id, a_scope)
+            return cls_a is not None and cls_a is self.model.class_for_self(b.value.id, b_scope)
         return False
-
-    @staticmethod
-    def _self_class(name: str, scope: Scope) -> Optional[Scope]:
-        current: Optional[Scope] = scope
-        while current is not None and current.kind == "function":
-            if current.self_name == name:
-                return current.enclosing_class
-            if name in current.bindings:
-                return None
-            current = current.parent
-        return None
 
     def _references(self, func: FunctionNode) -> int:
         model = self.model
