@@ -24,6 +24,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
+from typing import Self
 
 OP_CREATE = 1
 OP_CREATE2 = 15
@@ -76,7 +77,7 @@ def _close(sock: socket.socket) -> None:
 
 
 class _Connection:
-    def __init__(self, proxy: "LostReplyProxy", client: socket.socket, server: socket.socket):
+    def __init__(self, proxy: LostReplyProxy, client: socket.socket, server: socket.socket):
         self.proxy = proxy
         self.client = client
         self.server = server
@@ -233,7 +234,7 @@ class LostReplyProxy:
             for thread in connection.threads:
                 thread.join(timeout)
 
-    def __enter__(self) -> "LostReplyProxy":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
