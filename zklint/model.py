@@ -183,6 +183,7 @@ class ModuleModel:
         self._depth = 0
         self._client_calls: Optional[List[Tuple[CallSite, ClientKey, str]]] = None
         self._callbacks: Optional[List[Callback]] = None
+        self._parents: Optional[Dict[int, ast.AST]] = None
 
     # ---- imports and qualified names ---------------------------------------------
 
@@ -237,6 +238,16 @@ class ModuleModel:
     def scope_of(self, node: ast.AST) -> Optional[Scope]:
         """The scope a function, class or module node opens."""
         return self.scopes.get(node)
+
+    def parents(self) -> Dict[int, ast.AST]:
+        """id(node) -> its parent node, for the whole module; built once, shared: read only."""
+        if self._parents is None:
+            parents: Dict[int, ast.AST] = {}
+            for node in walk(self.tree):
+                for child in _child_nodes(node):
+                    parents[id(child)] = node
+            self._parents = parents
+        return self._parents
 
     def lookup(self, name: str, scope: Scope) -> Optional[Scope]:
         """The scope whose binding of `name` a read in `scope` sees (Python's LEGB, minus builtins)."""

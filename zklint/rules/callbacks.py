@@ -866,7 +866,7 @@ class OneShotWatch(_CallbackRule):
         model = self.model
         registering = site.scope.node if site.scope.kind == "function" else None
         # the registration repeats in a loop of its own function
-        parents = _parents(registering) if registering is not None else _parents(model.tree)
+        parents = _parents(registering) if registering is not None else model.parents()
         for ancestor in _ancestors(site.node, parents, registering if registering is not None else model.tree):
             if isinstance(ancestor, (ast.For, ast.AsyncFor, ast.While)):
                 return True
@@ -908,7 +908,7 @@ class OneShotWatch(_CallbackRule):
         model = self.model
         parents = getattr(self, "_module_parents", None)
         if parents is None:
-            parents = self._module_parents = _parents(model.tree)
+            parents = self._module_parents = model.parents()
         for site in model.calls:
             if model.resolve_function(site.node.func, site.scope) is not func:
                 continue
@@ -999,7 +999,7 @@ class OneShotWatch(_CallbackRule):
                 or any(isinstance(a, ast.Starred) for a in call.args) or not call.args:
             raise FixError("the registration passes more than the path and the watch")
         path = call.args[0]
-        parents = _parents(model.tree)
+        parents = model.parents()
         statement = parents.get(id(call))
         if not isinstance(statement, ast.Expr):
             raise FixError("the registration's result is used")

@@ -102,7 +102,7 @@ class _Ephemeral:
 
     def __init__(self, model: ModuleModel) -> None:
         self.model = model
-        self.parents = _parents(model.tree)
+        self.parents = model.parents()
         self._creates: Optional[List[Create]] = None
         self._hidden: Dict[ClientKey, bool] = {}
         self._handed_on_keys: Optional[set] = None
