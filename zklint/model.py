@@ -174,6 +174,7 @@ class ModuleModel:
         self.calls: List[CallSite] = []
         self.classes: Dict[str, Optional[ast.ClassDef]] = {}  # module-level classes (None: ambiguous)
         _OWN_NODES.clear()  # the previous model's function bodies (see _own_nodes)
+        _CHILDREN.clear()
         _Collector(self).collect(tree)
         self._client_names: Dict[Tuple[int, str], Optional[bool]] = {}
         self._client_attrs: Dict[Tuple[int, str], Optional[bool]] = {}
@@ -813,7 +814,7 @@ class _ListenerAnalysis:
                     opaque = True
             elif isinstance(node, ast.Call) and self._is_log_call(node):
                 for arg in list(node.args) + [k.value for k in node.keywords]:
-                    allowed.update(id(n) for n in ast.walk(arg) if isinstance(n, ast.Name))
+                    allowed.update(id(n) for n in walk(arg) if isinstance(n, ast.Name))
             elif type(node).__name__ == "Match" and isinstance(node.subject, ast.Name) and node.subject.id == name:
                 allowed.add(id(node.subject))
                 state_tests.add(id(node))
@@ -825,7 +826,7 @@ class _ListenerAnalysis:
                         default = True
                     else:
                         handled |= states
-        for node in ast.walk(func):
+        for node in walk(func):
             if node is not func and isinstance(node, ast.Name) and node.id == name and id(node) not in allowed:
                 if isinstance(node.ctx, ast.Load):
                     opaque = True
@@ -834,7 +835,7 @@ class _ListenerAnalysis:
         branches = bool(state_tests)
 
         def tests_state(test: ast.AST) -> bool:
-            return any(id(n) in state_tests for n in ast.walk(test))
+            return any(id(n) in state_tests for n in walk(test))
 
         for node in [func] + own:
             if isinstance(node, ast.If) and tests_state(node.test) and node.orelse:
@@ -999,7 +1000,7 @@ class _Collector:
                     self._match_case(child, scope)
 
     def _match_case(self, case, scope: Scope) -> None:
-        for sub in ast.walk(case.pattern):
+        for sub in walk(case.pattern):
             name = getattr(sub, "name", None)
             if isinstance(name, str):
                 scope.bind(name, UNKNOWN)
@@ -1125,12 +1126,24 @@ def _is_self_attr(node: ast.AST, self_name: str) -> bool:
     return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == self_name
 
 
-def _child_nodes(node: ast.AST) -> List[ast.AST]:
-    """The nodes ``ast.iter_child_nodes`` yields, in the same order, as a list.
+# Each node's children, for the trees of the latest model only (emptied with _OWN_NODES):
+# rules walk the same bodies many times, and a lookup is cheaper than re-reading fields.
+_CHILDREN: Dict[ast.AST, Tuple[ast.AST, ...]] = {}
+
+
+def _child_nodes(node: ast.AST) -> Tuple[ast.AST, ...]:
+    """The nodes ``ast.iter_child_nodes`` yields, in the same order, as a tuple.
 
     The model and the rules walk every function several times; the stdlib version (two
     nested generators per node) was the largest single cost in profiles.
     """
+    children = _CHILDREN.get(node)
+    if children is None:
+        children = _CHILDREN[node] = tuple(_read_child_nodes(node))
+    return children
+
+
+def _read_child_nodes(node: ast.AST) -> List[ast.AST]:
     children = []
     fields = _NODE_FIELDS.get(node.__class__)
     if fields is None:
@@ -1172,13 +1185,13 @@ _AST = ast.AST
 _SCOPE_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
 
-def child_nodes(node: ast.AST) -> List[ast.AST]:
-    """``list(ast.iter_child_nodes(node))``, about twice as fast: for rules' own walks."""
+def child_nodes(node: ast.AST) -> Tuple[ast.AST, ...]:
+    """``tuple(ast.iter_child_nodes(node))``, cached per model: for rules' own walks."""
     return _child_nodes(node)
 
 
 def walk(node: ast.AST) -> Iterator[ast.AST]:
-    """``ast.walk(node)``: the same nodes in the same (breadth-first) order, faster."""
+    """``walk(node)``: the same nodes in the same (breadth-first) order, faster."""
     todo = deque([node])
     popleft, extend = todo.popleft, todo.extend
     while todo:
@@ -1205,7 +1218,7 @@ def _own_nodes(func: ast.AST) -> Iterator[ast.AST]:
 def _collect_own_nodes(func: ast.AST) -> List[ast.AST]:
     nodes = []
     append = nodes.append
-    stack = _child_nodes(func) if not isinstance(func, ast.Lambda) else [func.body]
+    stack = list(_child_nodes(func)) if not isinstance(func, ast.Lambda) else [func.body]
     pop, extend = stack.pop, stack.extend
     while stack:
         node = pop()

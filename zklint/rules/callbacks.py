@@ -301,7 +301,7 @@ def _block_of(stmt: ast.stmt, parents: Dict[int, ast.AST], func) -> Tuple[List[a
 def _bound_names(nodes: Sequence[ast.AST]) -> Set[str]:
     names: Set[str] = set()
     for top in nodes:
-        for node in ast.walk(top):
+        for node in walk(top):
             if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
                 names.add(node.id)
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -320,7 +320,7 @@ def _check_region(func: ast.FunctionDef, region: Sequence[ast.stmt]) -> None:
     """Refuse regions that cannot move into a nested function unchanged."""
     region_ids = set()
     for stmt in region:
-        region_ids.update(id(n) for n in ast.walk(stmt))
+        region_ids.update(id(n) for n in walk(stmt))
     for stmt in region:
         for node in own_descendants(stmt):
             if isinstance(node, (ast.Return, ast.Yield, ast.YieldFrom, ast.Await, ast.Global, ast.Nonlocal)):
@@ -333,7 +333,7 @@ def _check_region(func: ast.FunctionDef, region: Sequence[ast.stmt]) -> None:
     for arg in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]:
         if arg is not None:
             outside.add(arg.arg)
-    for node in ast.walk(func):
+    for node in walk(func):
         if id(node) in region_ids:
             continue
         if isinstance(node, ast.Name):
@@ -358,7 +358,7 @@ def _escaping_jump(node: ast.AST, loops: int) -> bool:
 
 
 def _fresh_name(func: ast.AST, base: str) -> str:
-    used = {n.id for n in ast.walk(func) if isinstance(n, ast.Name)} | _bound_names([func])
+    used = {n.id for n in walk(func) if isinstance(n, ast.Name)} | _bound_names([func])
     if base not in used:
         return base
     index = 2
@@ -1024,7 +1024,7 @@ class OneShotWatch(_CallbackRule):
             raise FixError("the callback does not start by re-reading the path")
         if len(set(names)) != len(names) or (f_scope_self and f_scope_self in names):
             raise FixError("parameter names would clash")
-        for node in ast.walk(func):
+        for node in walk(func):
             if isinstance(node, ast.Name) and node.id == event:
                 raise FixError("the callback uses its event")
             if isinstance(node, (ast.Global, ast.Nonlocal)) and set(node.names) & set(names):
@@ -1153,4 +1153,4 @@ class OneShotWatch(_CallbackRule):
 
     @staticmethod
     def _inside(func: ast.AST, node: ast.AST) -> bool:
-        return any(n is node for n in ast.walk(func))
+        return any(n is node for n in walk(func))

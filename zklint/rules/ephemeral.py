@@ -243,7 +243,7 @@ class _Ephemeral:
 
     def signals_failure(self, try_node: ast.Try, handler: ast.ExceptHandler) -> bool:
         """The handler reports "not created": ``return False`` in it, or right after the try."""
-        exits = [n for s in handler.body for n in ast.walk(s)
+        exits = [n for s in handler.body for n in walk(s)
                  if isinstance(n, (ast.Return, ast.Raise, ast.Continue, ast.Break))]
         if any(_returns_false(n) for n in exits):
             return True
@@ -266,7 +266,7 @@ class _Ephemeral:
         if func is None or isinstance(func, ast.Lambda):
             return False
         # outside except handlers: a handler's check is the ZK101 pattern, not reconciliation
-        in_handlers = {id(n) for h in ast.walk(func) if isinstance(h, ast.ExceptHandler) for n in ast.walk(h)}
+        in_handlers = {id(n) for h in walk(func) if isinstance(h, ast.ExceptHandler) for n in walk(h)}
         return any(
             isinstance(n, ast.Compare) and id(n) not in in_handlers and _compares_owner(n)
             for n in own_nodes(func)
@@ -365,14 +365,14 @@ def _returns_false(node: ast.AST) -> bool:
 def _mentions_owner(stmts: List[ast.stmt]) -> bool:
     """A comparison involving a session id (``stat.ephemeralOwner != zk.client_id[0]``)."""
     for stmt in stmts:
-        for node in ast.walk(stmt):
+        for node in walk(stmt):
             if isinstance(node, ast.Compare) and _compares_owner(node):
                 return True
     return False
 
 
 def _compares_owner(node: ast.Compare) -> bool:
-    return any(isinstance(n, ast.Attribute) and n.attr in _OWNER_ATTRS for n in ast.walk(node))
+    return any(isinstance(n, ast.Attribute) and n.attr in _OWNER_ATTRS for n in walk(node))
 
 
 def _simple_expr(node: Optional[ast.AST]) -> bool:
@@ -405,7 +405,7 @@ def _free_name(model: ModuleModel, scope: Scope, wanted: str, taken: set = froze
 
 
 def _name_used(scope: Scope, name: str) -> bool:
-    for node in ast.walk(scope.node):
+    for node in walk(scope.node):
         if isinstance(node, ast.Name) and node.id == name:
             return True
     return False
@@ -531,7 +531,7 @@ class EphemeralOwnerNotChecked(Rule):
             return True
         methods = set()
         for stmt in handler.body:
-            for node in ast.walk(stmt):
+            for node in walk(stmt):
                 if isinstance(node, ast.Raise):
                     return True
                 if isinstance(node, ast.Call):
@@ -547,7 +547,7 @@ class EphemeralOwnerNotChecked(Rule):
                     if func is not None and not isinstance(func, ast.Lambda):
                         if _mentions_owner(func.body):
                             return True
-                        inner = {n.func.attr for s in func.body for n in ast.walk(s)
+                        inner = {n.func.attr for s in func.body for n in walk(s)
                                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
                         if {"delete", "create"} <= inner or {"delete", "retry"} <= inner:
                             return True
@@ -581,14 +581,14 @@ class EphemeralOwnerNotChecked(Rule):
         path = source.segment(create.path)
         if "\n" in path or "\r" in path:
             raise FixError("multi-line path")
-        taken = {n.id for n in ast.walk(handler) if isinstance(n, ast.Name)}
+        taken = {n.id for n in walk(handler) if isinstance(n, ast.Name)}
         stat = next(
             (name for name in ("stat", "node_stat", "existing_stat")
              if name not in taken and model.lookup(name, scope) is None and not _name_used(scope, name)),
             None,
         ) or _free_name(model, scope, "stat", taken)
         gettext = model.lookup("_", scope) is model.module_scope or any(
-            isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "_" for n in ast.walk(model.tree)
+            isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "_" for n in walk(model.tree)
         )
         if not gettext:
             read = f"_, {stat} = {client}.get({path})"
@@ -775,7 +775,7 @@ class EphemeralLostWithSession(Rule):
         # The listener reads the arguments' variables later: each must keep its one value.
         scope = first.site_scope
         for arg in list(first.create.args[first.offset:]) + [kw.value for kw in first.create.keywords]:
-            for node in ast.walk(arg):
+            for node in walk(arg):
                 if isinstance(node, ast.Name):
                     owner = self.model.lookup(node.id, scope)
                     if owner is not None and len(owner.bindings.get(node.id, ())) > 1:
@@ -1139,7 +1139,7 @@ class EphemeralSequentialRetried(Rule):
         if not filters:
             return root != "backoff"
         for expr in filters:
-            for node in ast.walk(expr):
+            for node in walk(expr):
                 name = model.qualname(node) if isinstance(node, (ast.Name, ast.Attribute)) else None
                 if name in _CONNECTION_LOSS or name in (_EXC + "ZookeeperError", _EXC + "KazooException"):
                     return True
@@ -1169,7 +1169,7 @@ class EphemeralSequentialRetried(Rule):
 
 def _leaves_loop(handler: ast.ExceptHandler) -> bool:
     for stmt in handler.body:
-        for node in ast.walk(stmt):
+        for node in walk(stmt):
             if isinstance(node, (ast.Raise, ast.Break, ast.Return)):
                 return True
     return False

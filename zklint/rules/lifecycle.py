@@ -19,7 +19,7 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 
 from zklint.fixer import FixError, parse_statement, statements_edit
 from zklint.flow import Flow, before, own_descendants, position
-from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, child_nodes
+from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, child_nodes, walk
 from zklint.rules.base import Edit, Finding, Import, Rule, Safety, register
 
 START_METHODS = frozenset({"start", "start_async", "restart"})
@@ -494,7 +494,7 @@ def _own_method_statement(stmt: ast.stmt, name: str) -> Optional[str]:
 
 
 def _mentions(stmt: ast.stmt, name: str) -> bool:
-    return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(stmt))
+    return any(isinstance(n, ast.Name) and n.id == name for n in walk(stmt))
 
 
 # ---- ZK202 ----------------------------------------------------------------------------
@@ -723,7 +723,7 @@ class CallBeforeStart(Rule):
         if cls is None:
             return False
         return not any(
-            isinstance(node, ast.Attribute) and node.attr in START_METHODS for node in ast.walk(cls)
+            isinstance(node, ast.Attribute) and node.attr in START_METHODS for node in walk(cls)
         )
 
 

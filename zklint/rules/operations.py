@@ -8,7 +8,7 @@ from typing import Iterator, List, Optional, Sequence, Set, Tuple
 from zklint.lazy_import import libcst as cst  # imported on first use: fixes only
 
 from zklint.fixer import FixError, parse_statement, statements_edit, with_block_indent
-from zklint.model import ModuleModel, Scope, own_nodes
+from zklint.model import ModuleModel, Scope, own_nodes, walk
 from zklint.rules.base import Edit, Finding, Import, Rule, Safety, register
 
 ROLLED_BACK_ERROR = "kazoo.exceptions.RolledBackError"
@@ -64,7 +64,7 @@ def commit_receiver(model: ModuleModel, expr: ast.AST, scope: Scope) -> Optional
 def _identifiers(node: ast.AST) -> Set[str]:
     """Every name bound or read anywhere below `node` (nested scopes included)."""
     names: Set[str] = set()
-    for sub in ast.walk(node):
+    for sub in walk(node):
         for attr in ("id", "arg", "name", "asname", "rest"):
             value = getattr(sub, attr, None)
             if isinstance(value, str):
@@ -183,7 +183,7 @@ class TransactionResultUnchecked(Rule):
         """Inside ``with pytest.raises(...)`` / ``self.assertRaises(...)``: the test wants it to fail."""
         if self._parents is None:
             self._parents = {
-                child: parent for parent in ast.walk(self.model.tree) for child in ast.iter_child_nodes(parent)
+                child: parent for parent in walk(self.model.tree) for child in ast.iter_child_nodes(parent)
             }
         node = self._parents.get(stmt)
         while node is not None and node is not scope_node:
@@ -237,7 +237,7 @@ class TransactionResultUnchecked(Rule):
         if target.id in scope.global_names or target.id in scope.nonlocal_names:
             return None
         region = scope.node if scope.kind == "function" else self.model.tree
-        for sub in ast.walk(region):
+        for sub in walk(region):
             if isinstance(sub, ast.Name) and sub.id == target.id and not isinstance(sub.ctx, (ast.Store, ast.Del)):
                 return None
             if isinstance(sub, (ast.Global, ast.Nonlocal)) and target.id in sub.names and sub is not stmt:
