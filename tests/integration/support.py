@@ -17,7 +17,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Optional, TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,21 +111,11 @@ def _python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def zklint_fix(
-    path: Path, unsafe: bool = False, timeout: float = 120.0
-) -> subprocess.CompletedProcess:
-    """Run `python -m zklint check --fix [--unsafe-fixes] path`.
-
-    The CLI rewrites the file in place and exits 0 when it is clean after
-    fixing, 1 when findings remain, 2 on error. Runs in the file's directory so
-    no project configuration of this repository applies to it.
-    """
-    cmd = [sys.executable, "-m", "zklint", "check", "--fix"]
-    if unsafe:
-        cmd.append("--unsafe-fixes")
-    cmd.append(str(path))
+def run_zklint(args, path: Path, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    """Run `python -m zklint check ARGS path` in the file's directory (so no project
+    configuration of this repository applies to it), with this checkout importable."""
     return subprocess.run(
-        cmd,
+        [sys.executable, "-m", "zklint", "check", *args, str(path)],
         cwd=Path(path).parent,
         env=_python_env(),
         capture_output=True,
@@ -133,6 +123,23 @@ def zklint_fix(
         timeout=timeout,
         check=False,
     )
+
+
+def zklint_fix(
+    path: Path, unsafe: bool = False, timeout: float = 120.0, select: Optional[str] = None
+) -> subprocess.CompletedProcess:
+    """Run `python -m zklint check --fix [--unsafe-fixes] [--select CODES] path`.
+
+    The CLI rewrites the file in place and exits 0 when it is clean after
+    fixing, 1 when findings remain, 2 on error.
+    """
+    args = ["--fix"] + (["--unsafe-fixes"] if unsafe else []) + (["--select", select] if select else [])
+    return run_zklint(args, path, timeout)
+
+
+def zklint_check(path: Path, select: str) -> subprocess.CompletedProcess:
+    """Run `python -m zklint check --select CODES --output-format concise path`."""
+    return run_zklint(["--select", select, "--output-format", "concise"], path)
 
 
 class Program:

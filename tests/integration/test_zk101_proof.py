@@ -12,12 +12,10 @@ session and belongs to the new one.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 from kazoo.client import KazooClient
 
-from .support import Program, ProgramRunner, _python_env, assert_stays, wait_until
+from .support import Program, ProgramRunner, assert_stays, wait_until, zklint_fix
 
 # The code under proof, as users write it. It connects, waits for a "go" line
 # on stdin (so the test can start the replacement worker ahead of time and make
@@ -60,17 +58,6 @@ EXPIRY_TIMEOUT_S = 15.0
 # How long the fixed worker's node must stay after the old session is gone:
 # over twice the session timeout.
 STAYS_S = 5.0
-
-
-def _fix(path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "zklint", "check", "--fix", "--unsafe-fixes", "--select", "ZK101", str(path)],
-        cwd=path.parent,
-        env=_python_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def _go(program: Program) -> None:
@@ -124,7 +111,7 @@ def test_checked_owner_keeps_the_node(zk_server, zk_observer: KazooClient, zk_pa
     bad = programs.write(BAD_PROGRAM, "zk101_bad.py")
     fixed = bad.with_name("zk101_fixed.py")
     shutil.copy(bad, fixed)
-    result = _fix(fixed)
+    result = zklint_fix(fixed, unsafe=True, select="ZK101")
     assert result.returncode == 0, f"zklint exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     assert "ephemeralOwner" in fixed.read_text()
 

@@ -11,12 +11,10 @@ the connection thread) once the client is CONNECTED again.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 from kazoo.client import KazooClient
 
-from .support import Program, ProgramRunner, _python_env, assert_stays, wait_until
+from .support import Program, ProgramRunner, assert_stays, wait_until, zklint_fix
 
 # The code under proof, as users write it: a logging-only listener (it does not
 # react to LOST) and one registration. It lives until stdin is closed.
@@ -58,17 +56,6 @@ EXPIRY_TIMEOUT_S = 15.0
 RECONNECT_TIMEOUT_S = 25.0
 # How long the bad worker's node must stay missing after it reconnected.
 STAYS_S = 3.0
-
-
-def _fix(path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "zklint", "check", "--fix", "--unsafe-fixes", "--select", "ZK102", str(path)],
-        cwd=path.parent,
-        env=_python_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def _expire_session(program: Program, observer: KazooClient, path: str) -> int:
@@ -113,7 +100,7 @@ def test_listener_recreates_node(zk_server, zk_observer: KazooClient, zk_path: s
     bad = programs.write(BAD_PROGRAM, "zk102_bad.py")
     fixed = bad.with_name("zk102_fixed.py")
     shutil.copy(bad, fixed)
-    result = _fix(fixed)
+    result = zklint_fix(fixed, unsafe=True, select="ZK102")
     assert result.returncode == 0, f"zklint exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     assert "add_listener(recreate_node)" in fixed.read_text()
 

@@ -16,14 +16,12 @@ the node of the lost reply on the retry and leaves exactly one node.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 from kazoo.client import KazooClient
 
 from .proxy import LostReplyProxy
-from .support import Program, ProgramRunner, _python_env, wait_until
+from .support import Program, ProgramRunner, wait_until, zklint_check
 
 # The flagged code (the rule's `example` shape). The program connects through
 # the proxy, creates the parent, says READY, and waits for a line on stdin
@@ -142,18 +140,6 @@ def proxy(zk_server):
         yield proxy
 
 
-def _lint(path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "zklint", "check", "--select", "ZK104", "--output-format", "concise", str(path)],
-        cwd=path.parent,
-        env=_python_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def _field(program: Program, prefix: str, name: str, timeout: float) -> str:
     index = program.wait_for_line(prefix, timeout)
     return program.lines()[index].split(name + "=")[1].split()[0]
@@ -201,7 +187,7 @@ def test_retried_sequential_create_leaves_orphan(
     zk_server, proxy: LostReplyProxy, zk_observer: KazooClient, zk_path: str, programs: ProgramRunner
 ):
     bad = programs.write(BAD_PROGRAM, "zk104_bad.py")
-    lint = _lint(bad)
+    lint = zklint_check(bad, "ZK104")
     assert lint.returncode == 1 and "ZK104" in lint.stdout, f"{lint.returncode}\n{lint.stdout}\n{lint.stderr}"
 
     program = programs.start(bad, proxy.hosts, env={"ZK_PATH": zk_path})
@@ -223,7 +209,7 @@ def test_uuid_prefix_create_leaves_one_node(
     zk_server, proxy: LostReplyProxy, zk_observer: KazooClient, zk_path: str, programs: ProgramRunner
 ):
     good = programs.write(GOOD_PROGRAM, "zk104_good.py")
-    lint = _lint(good)
+    lint = zklint_check(good, "ZK104")
     assert lint.returncode == 0 and "ZK104" not in lint.stdout, f"{lint.returncode}\n{lint.stdout}\n{lint.stderr}"
 
     program = programs.start(good, proxy.hosts, env={"ZK_PATH": zk_path})

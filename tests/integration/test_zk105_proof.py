@@ -19,14 +19,12 @@ clock for all processes on Linux, so times of the two programs compare.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
 from kazoo.client import KazooClient
 
-from .support import Program, ProgramRunner, _python_env, assert_stays, wait_until
+from .support import Program, ProgramRunner, assert_stays, wait_until, zklint_check
 
 # The flagged code. The critical section loops over "batches" until the test
 # closes stdin; each batch prints a heartbeat (with `lock.is_acquired`) and
@@ -206,18 +204,6 @@ def _one(program: Program, kind: str, timeout: float) -> Line:
     return _events(program, kind)[0]
 
 
-def _lint(path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "zklint", "check", "--select", "ZK105", "--output-format", "concise", str(path)],
-        cwd=path.parent,
-        env=_python_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def _lock_owners(observer: KazooClient, lock_path: str) -> set[int]:
     owners = set()
     for child in observer.get_children(lock_path):
@@ -261,7 +247,7 @@ def test_holder_keeps_working_after_session_loss(
     zk_server, zk_observer: KazooClient, zk_path: str, programs: ProgramRunner
 ):
     bad = programs.write(BAD_PROGRAM, "zk105_bad.py")
-    lint = _lint(bad)
+    lint = zklint_check(bad, "ZK105")
     assert lint.returncode == 1 and "ZK105" in lint.stdout, f"{lint.returncode}\n{lint.stdout}\n{lint.stderr}"
 
     holder, waiter, entered, _ = _contend_and_freeze(bad, zk_server, zk_observer, zk_path, programs)
@@ -292,7 +278,7 @@ def test_holder_stops_with_lock_lost_flag(
     zk_server, zk_observer: KazooClient, zk_path: str, programs: ProgramRunner
 ):
     good = programs.write(GOOD_PROGRAM, "zk105_good.py")
-    lint = _lint(good)
+    lint = zklint_check(good, "ZK105")
     assert lint.returncode == 0 and "ZK105" not in lint.stdout, f"{lint.returncode}\n{lint.stdout}\n{lint.stderr}"
 
     holder, waiter, entered, resumed = _contend_and_freeze(good, zk_server, zk_observer, zk_path, programs)
