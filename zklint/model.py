@@ -13,6 +13,7 @@ from other modules) makes it answer "unknown", and rules stay silent on unknowns
 from __future__ import annotations
 
 import ast
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
@@ -78,7 +79,7 @@ UNKNOWN = None
 class Scope:
     """A module, class or function body and the names bound directly in it."""
 
-    __slots__ = ("node", "kind", "parent", "bindings", "global_names", "nonlocal_names", "params")
+    __slots__ = ("node", "kind", "parent", "bindings", "global_names", "nonlocal_names", "params", "_self_name")
 
     def __init__(self, node: ast.AST, kind: str, parent: Optional["Scope"]) -> None:
         self.node = node
@@ -89,6 +90,7 @@ class Scope:
         self.global_names: set = set()
         self.nonlocal_names: set = set()
         self.params: Dict[str, ast.arg] = {}
+        self._self_name = _MISSING
 
     def bind(self, name: str, value: Optional[ast.AST]) -> None:
         self.bindings.setdefault(name, []).append(value)
@@ -103,6 +105,13 @@ class Scope:
     @property
     def self_name(self) -> Optional[str]:
         """The first parameter of a method (``self``/``cls``), if this is one."""
+        # Asked for every self.<attr> the rules see; the node and parent never change.
+        name = self._self_name
+        if name is _MISSING:
+            name = self._self_name = self._find_self_name()
+        return name
+
+    def _find_self_name(self) -> Optional[str]:
         if self.enclosing_class is None or isinstance(self.node, ast.Lambda):
             return None
         args = self.node.args.posonlyargs + self.node.args.args
@@ -173,6 +182,8 @@ class ModuleModel:
         self.scopes: Dict[ast.AST, Scope] = {tree: self.module_scope}
         self.calls: List[CallSite] = []
         self.classes: Dict[str, Optional[ast.ClassDef]] = {}  # module-level classes (None: ambiguous)
+        self._qualnames: Dict[ast.AST, Optional[str]] = {}
+        _release_previous_model(self)
         _OWN_NODES.clear()  # the previous model's function bodies (see _own_nodes)
         _CHILDREN.clear()
         _Collector(self).collect(tree)
@@ -194,6 +205,14 @@ class ModuleModel:
         Only names bound by an import (and never rebound) resolve; a local class or
         variable that happens to share a name with a kazoo one does not.
         """
+        # Every rule asks about the same calls; the answer is fixed once the module is
+        # collected. Keyed by the node itself (never its id: that may be reused).
+        cached = self._qualnames.get(expr, _MISSING)
+        if cached is _MISSING:
+            cached = self._qualnames[expr] = self._qualname(expr)
+        return cached
+
+    def _qualname(self, expr: ast.AST) -> Optional[str]:
         parts = []
         while isinstance(expr, ast.Attribute):
             parts.append(expr.attr)
@@ -243,10 +262,18 @@ class ModuleModel:
     def parents(self) -> Dict[int, ast.AST]:
         """id(node) -> its parent node, for the whole module; built once, shared: read only."""
         if self._parents is None:
+            # Breadth-first as `walk`, so shared nodes (Load/Store) map as before.
             parents: Dict[int, ast.AST] = {}
-            for node in walk(self.tree):
-                for child in _child_nodes(node):
+            todo = deque([self.tree])
+            popleft, extend, get = todo.popleft, todo.extend, _CHILDREN.get
+            while todo:
+                node = popleft()
+                children = get(node)
+                if children is None:
+                    children = _child_nodes(node)
+                for child in children:
                     parents[id(child)] = node
+                extend(children)
             self._parents = parents
         return self._parents
 
@@ -991,7 +1018,7 @@ class _Collector:
                 self._target(target, UNKNOWN, scope)
         else:
             # if/while/match/expression/return/raise/assert: visit children generically
-            for child in ast.iter_child_nodes(node):
+            for child in _child_nodes(node):  # as ast.iter_child_nodes, cached for the rules' walks
                 if isinstance(child, ast.stmt):
                     self._stmt(child, scope)
                 elif isinstance(child, ast.expr):
@@ -1079,7 +1106,10 @@ class _Collector:
                     current_scope.bind(current.target.id, current.value)
                 stack.append((current.value, current_scope))
                 continue
-            for child in _child_nodes(current):
+            children = _CHILDREN.get(current)
+            if children is None:
+                children = _child_nodes(current)
+            for child in children:
                 stack.append((child, current_scope))
 
 
@@ -1124,6 +1154,23 @@ def _flatten_targets(target: ast.AST) -> Iterator[ast.AST]:
 
 def _is_self_attr(node: ast.AST, self_name: str) -> bool:
     return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == self_name
+
+
+# Rules keep facts they share on the model, in attributes named ``_zk*`` (``_Ephemeral.of``,
+# lifecycle's use index); those facts point back at the model, a reference cycle that
+# only the cyclic collector could free, with the whole tree, after scanning it. They are
+# dropped when the next model is built (a rule asking again recomputes the same facts),
+# so each model and its tree are freed by reference counting once its reports are done.
+_PREVIOUS_MODEL: List[Optional["weakref.ref"]] = [None]
+
+
+def _release_previous_model(model: "ModuleModel") -> None:
+    previous = _PREVIOUS_MODEL[0]() if _PREVIOUS_MODEL[0] is not None else None
+    if previous is not None:
+        facts = previous.__dict__
+        for name in [name for name in facts if name.startswith("_zk")]:
+            del facts[name]
+    _PREVIOUS_MODEL[0] = weakref.ref(model)
 
 
 # Each node's children, for the trees of the latest model only (emptied with _OWN_NODES):
@@ -1193,10 +1240,13 @@ def child_nodes(node: ast.AST) -> Tuple[ast.AST, ...]:
 def walk(node: ast.AST) -> Iterator[ast.AST]:
     """``walk(node)``: the same nodes in the same (breadth-first) order, faster."""
     todo = deque([node])
-    popleft, extend = todo.popleft, todo.extend
+    popleft, extend, get = todo.popleft, todo.extend, _CHILDREN.get
     while todo:
         node = popleft()
-        extend(_child_nodes(node))
+        children = get(node)
+        if children is None:
+            children = _child_nodes(node)
+        extend(children)
         yield node
 
 
@@ -1219,13 +1269,16 @@ def _collect_own_nodes(func: ast.AST) -> List[ast.AST]:
     nodes = []
     append = nodes.append
     stack = list(_child_nodes(func)) if not isinstance(func, ast.Lambda) else [func.body]
-    pop, extend = stack.pop, stack.extend
+    pop, extend, get = stack.pop, stack.extend, _CHILDREN.get
     while stack:
         node = pop()
         append(node)
         if isinstance(node, _SCOPE_TYPES):
             continue
-        extend(_child_nodes(node))
+        children = get(node)
+        if children is None:
+            children = _child_nodes(node)
+        extend(children)
     return nodes
 
 

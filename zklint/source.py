@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 import tokenize
+from itertools import accumulate
 from typing import List, Optional
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
@@ -60,8 +61,13 @@ class SourceFile:
     @property
     def line_starts(self) -> List[int]:
         if self._line_starts is None:
-            starts = [0]
-            starts.extend(m.end() for m in _NEWLINE.finditer(self.text))
+            text = self.text
+            if "\r" not in text:  # the common case, without a regex match object per line
+                ends = map((1).__add__, map(len, text.split("\n")[:-1]))
+                starts = list(accumulate(ends, initial=0))
+            else:
+                starts = [0]
+                starts.extend(m.end() for m in _NEWLINE.finditer(text))
             self._line_starts = starts
         return self._line_starts
 

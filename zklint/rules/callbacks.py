@@ -65,6 +65,17 @@ def _body_nodes(func: FunctionNode) -> Iterator[ast.AST]:
         stack.extend(reversed(child_nodes(node)))
 
 
+def _cached_body_nodes(model, func: FunctionNode) -> List[ast.AST]:
+    """`_body_nodes(func)` as a list, kept on the model: several rules scan each callback."""
+    cache = model.__dict__.get("_zk3_body_nodes")
+    if cache is None:
+        cache = model.__dict__["_zk3_body_nodes"] = {}
+    nodes = cache.get(func)
+    if nodes is None:
+        nodes = cache[func] = list(_body_nodes(func))
+    return nodes
+
+
 @dataclass(frozen=True)
 class Hit:
     """Something in a callback's body that must not run on the callback's thread."""
@@ -98,7 +109,7 @@ class _CallbackRule(Rule):
         scope = self.scope(func)
         if scope is None:
             return
-        for node in _body_nodes(func):
+        for node in _cached_body_nodes(self.model, func):
             found = classify(node, scope)
             if found is not None:
                 yield (node,) + tuple(found)
@@ -110,7 +121,7 @@ class _CallbackRule(Rule):
             return
         for node, desc, verb, method in self.hits_in(cb.function, classify):
             yield Hit(node, desc, verb, True, method)
-        for node in _body_nodes(cb.function):
+        for node in _cached_body_nodes(self.model, cb.function):
             if not isinstance(node, ast.Call) or not isinstance(node.func, (ast.Name, ast.Attribute)):
                 continue
             target = self.model.resolve_function(node.func, scope)
@@ -901,7 +912,9 @@ class OneShotWatch(_CallbackRule):
 
         visited = {func}
 
-        return refers(func, scope, 0)
+        result = refers(func, scope, 0)
+        refers = None  # the closure refers to itself: a cycle that would keep the model alive
+        return result
 
     def _called_in_loop(self, func: ast.AST) -> bool:
         """Is `func` called (directly, same module) from inside a for/while loop?"""
@@ -909,9 +922,16 @@ class OneShotWatch(_CallbackRule):
         parents = getattr(self, "_module_parents", None)
         if parents is None:
             parents = self._module_parents = model.parents()
-        for site in model.calls:
-            if model.resolve_function(site.node.func, site.scope) is not func:
-                continue
+        # The calls of each same-module function, in model.calls order: resolved once per
+        # call for the file, not once per call per callback.
+        calls_of = getattr(self, "_calls_of", None)
+        if calls_of is None:
+            calls_of = self._calls_of = {}
+            for site in model.calls:
+                target = model.resolve_function(site.node.func, site.scope)
+                if target is not None:
+                    calls_of.setdefault(id(target), []).append(site)
+        for site in calls_of.get(id(func), ()):
             for ancestor in _ancestors(site.node, parents, model.tree):
                 if isinstance(ancestor, (ast.For, ast.AsyncFor, ast.While)):
                     return True
@@ -938,7 +958,7 @@ class OneShotWatch(_CallbackRule):
             node, node_scope = stack.pop()
             yield node, node_scope
             inner = self.model.scopes.get(node, node_scope) if isinstance(node, _NESTED) else node_scope
-            stack.extend((child, inner) for child in ast.iter_child_nodes(node))
+            stack.extend((child, inner) for child in child_nodes(node))
 
     @staticmethod
     def _only_signals(func: FunctionNode) -> bool:
@@ -973,7 +993,9 @@ class OneShotWatch(_CallbackRule):
                 return False
             return True
 
-        return ok(body) and found[0]
+        result = ok(body) and found[0]
+        ok = None  # the closure refers to itself: a cycle the collector would have to find
+        return result
 
     # -- the recipe fix -------------------------------------------------------------------------
 
@@ -1149,7 +1171,7 @@ class OneShotWatch(_CallbackRule):
             node, scope = stack.pop()
             yield node, scope
             inner = model.scopes.get(node, scope) if isinstance(node, _NESTED) else scope
-            stack.extend((child, inner) for child in ast.iter_child_nodes(node))
+            stack.extend((child, inner) for child in child_nodes(node))
 
     @staticmethod
     def _inside(func: ast.AST, node: ast.AST) -> bool:

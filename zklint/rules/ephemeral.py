@@ -25,6 +25,7 @@ from zklint.model import (
 from zklint.rules.base import Edit, Finding, Import, Rule, Safety, register
 
 _EXC = "kazoo.exceptions."
+_MISSING = object()
 # Handler types that catch NodeExistsError, and kazoo exceptions that do not.
 _CATCHES_NODE_EXISTS = {
     _EXC + "NodeExistsError", _EXC + "NodeExistsException", _EXC + "ZookeeperError", _EXC + "KazooException",
@@ -296,32 +297,58 @@ class _Ephemeral:
             return self._handed_on_keys
         model = self.model
         found: set = set()
+        Call, Assign, Name, Attribute, Starred = ast.Call, ast.Assign, ast.Name, ast.Attribute, ast.Starred
+        returns = (ast.Return, ast.Yield, ast.YieldFrom)
+        containers = (ast.Tuple, ast.List, ast.Set)
         for scope_node, scope in model.scopes.items():
+            # Within one scope a name (or self.<attr>) always reads the same variable, and
+            # the model's answers are final once asked from a rule: ask once per scope.
+            keys: dict = {}
+
+            def key_of(expr, scope=scope, keys=keys):
+                cls = expr.__class__
+                if cls is Name:
+                    memo = expr.id
+                elif cls is Attribute and expr.value.__class__ is Name:
+                    memo = (expr.value.id, expr.attr)
+                else:
+                    return model.client_key(expr, scope)
+                key = keys.get(memo, _MISSING)
+                if key is _MISSING:
+                    key = keys[memo] = model.client_key(expr, scope)
+                return key
+
             for node in own_nodes(scope_node):
-                values: List[ast.AST] = []
-                if isinstance(node, ast.Call):
+                cls = node.__class__
+                if cls is Call:
                     qual = model.qualname(node.func) or ""
                     if qual.startswith("kazoo."):
                         continue  # recipes take the client
                     values = list(node.args) + [kw.value for kw in node.keywords]
-                    values = [v.value if isinstance(v, ast.Starred) else v for v in values]
-                elif isinstance(node, (ast.Return, ast.Yield, ast.YieldFrom)) and node.value is not None:
+                    values = [v.value if v.__class__ is Starred else v for v in values]
+                elif cls in returns:
+                    if node.value is None:
+                        continue
                     values = [node.value]
-                elif isinstance(node, ast.Assign):
-                    targets = {model.client_key(t, scope) for t in node.targets}
-                    if isinstance(node.value, (ast.Name, ast.Attribute)):
+                elif cls is Assign:
+                    targets = {key_of(t) for t in node.targets}
+                    if node.value.__class__ in (Name, Attribute):
                         # assigned to a client: an alias of another client variable, whose
                         # listeners count too; assigned elsewhere: the client is handed on
                         found.update(k for k in targets if k is not None)
-                        handed = model.client_key(node.value, scope)
+                        handed = key_of(node.value)
                         if handed is not None and handed not in targets:
                             found.add(handed)
                     continue
-                elif isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)):
-                    values = [v for v in getattr(node, "elts", getattr(node, "values", [])) if v is not None]
+                elif cls in containers:
+                    values = node.elts
+                elif cls is ast.Dict:
+                    values = [v for v in node.values if v is not None]
+                else:
+                    continue
                 for value in values:
-                    if isinstance(value, (ast.Name, ast.Attribute)):
-                        handed = model.client_key(value, scope)
+                    if value.__class__ is Name or value.__class__ is Attribute:
+                        handed = key_of(value)
                         if handed is not None:
                             found.add(handed)
         self._handed_on_keys = found
@@ -1117,7 +1144,7 @@ class EphemeralSequentialRetried(Rule):
                 target = model.resolve_function(call.args[0], site.scope)
                 if target is not None:
                     found[id(target)] = "in a function run under a retry"
-        for node in walk(model.tree):
+        for node in model.scopes:  # every def opens a scope
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 for deco in node.decorator_list:
                     if self._retries_connection_loss(deco):
@@ -1263,7 +1290,7 @@ class LockHeldAcrossSessionLoss(Rule):
                     yield self._report(call, kind, func.attr)
         for scope_node, scope in model.scopes.items():
             for node in own_nodes(scope_node):
-                if isinstance(node, (ast.With, ast.AsyncWith)):
+                if node.__class__ is ast.With or node.__class__ is ast.AsyncWith:
                     for item in node.items:
                         recipe = self._recipe(item.context_expr, scope)
                         if recipe is None or recipe[0] == "Election":

@@ -19,8 +19,10 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 
 from zklint.fixer import FixError, parse_statement, statements_edit
 from zklint.flow import Flow, before, own_descendants, position
-from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, child_nodes, walk
+from zklint.model import _CHILDREN, KAZOO_CLIENT, ClientKey, ModuleModel, Scope, child_nodes, walk
 from zklint.rules.base import Edit, Finding, Import, Rule, Safety, register
+
+_MISSING = object()
 
 START_METHODS = frozenset({"start", "start_async", "restart"})
 # Calls that need a live session: before start() they fail with ConnectionClosedError.
@@ -64,31 +66,57 @@ class _Uses:
                 roots = [node.body]
             else:
                 roots = list(node.body)
+            # Within one scope a name (or self.<attr>) always reads the same variable, and
+            # the model's answers are final once asked from here: one question per name.
+            keys: Dict[tuple, Optional[ClientKey]] = {}
             for root in roots:
-                self._walk(root, scope)
+                self._walk(root, scope, keys)
         for uses in self.by_key.values():
             uses.sort(key=lambda u: position(u.node))
 
-    def _walk(self, root: ast.AST, scope: Scope) -> None:
+    def _walk(self, root: ast.AST, scope: Scope, keys: Dict[tuple, Optional[ClientKey]]) -> None:
         stack: List[Tuple[ast.AST, Optional[ast.AST], Optional[ast.AST]]] = [(root, None, None)]
+        pop, append = stack.pop, stack.append
+        client_key = self.model.client_key
+        children_cache = _CHILDREN
+        Name, Attribute, Load = ast.Name, ast.Attribute, ast.Load
         while stack:
-            node, parent, grandparent = stack.pop()
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            node, parent, grandparent = pop()
+            cls = node.__class__
+            if cls is Name:
+                if node.ctx.__class__ is Load:
+                    memo = ("n", node.id)
+                    key = keys.get(memo, _MISSING)
+                    if key is _MISSING:
+                        key = keys[memo] = client_key(node, scope)
+                    if key is not None:
+                        self.by_key.setdefault(key, []).append(self._classify(node, parent, grandparent, scope))
+                        continue
+            elif cls is Attribute:
+                value = node.value
+                if value.__class__ is Attribute:
+                    self.attribute_chains.add((value.attr, node.attr))
+                if node.ctx.__class__ is Load:
+                    if value.__class__ is Name:
+                        memo = ("a", value.id, node.attr)
+                        key = keys.get(memo, _MISSING)
+                        if key is _MISSING:
+                            key = keys[memo] = client_key(node, scope)
+                    else:
+                        key = None  # client_key answers only for <name>.<attr>
+                    if key is not None:
+                        self.by_key.setdefault(key, []).append(self._classify(node, parent, grandparent, scope))
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
                 # Their bodies are walked as their own scopes; decorators, defaults and
                 # bases run here.
                 for child in _header_expressions(node):
-                    stack.append((child, node, parent))
+                    append((child, node, parent))
                 continue
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute):
-                self.attribute_chains.add((node.value.attr, node.attr))
-            if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(getattr(node, "ctx", None), ast.Load):
-                key = self.model.client_key(node, scope)
-                if key is not None:
-                    self.by_key.setdefault(key, []).append(self._classify(node, parent, grandparent, scope))
-                    if isinstance(node, ast.Name):
-                        continue
-            for child in child_nodes(node):
-                stack.append((child, node, parent))
+            children = children_cache.get(node)
+            if children is None:
+                children = child_nodes(node)
+            for child in children:
+                append((child, node, parent))
 
     def _classify(self, node: ast.expr, parent: Optional[ast.AST], grandparent: Optional[ast.AST], scope: Scope) -> Use:
         if isinstance(parent, ast.Attribute) and parent.value is node:

@@ -168,24 +168,23 @@ class TransactionResultUnchecked(Rule):
             if isinstance(node, ast.Lambda):
                 continue
             for stmt in own_nodes(node):
-                if isinstance(stmt, ast.Expr):
+                cls = stmt.__class__  # exact classes: ast.parse makes no subclasses
+                if cls is ast.Expr:
                     finding = self._discarded(stmt, scope)
-                elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+                elif cls is ast.Assign or cls is ast.AnnAssign:
                     finding = self._never_read(stmt, scope)
-                elif isinstance(stmt, ast.With):
+                elif cls is ast.With:
                     finding = self._with_form(stmt, scope)
                 else:
-                    finding = None
+                    continue
                 if finding is not None and not self._expected_to_raise(stmt, node):
                     yield finding
 
     def _expected_to_raise(self, stmt: ast.stmt, scope_node: ast.AST) -> bool:
         """Inside ``with pytest.raises(...)`` / ``self.assertRaises(...)``: the test wants it to fail."""
         if self._parents is None:
-            self._parents = {
-                child: parent for parent in walk(self.model.tree) for child in ast.iter_child_nodes(parent)
-            }
-        node = self._parents.get(stmt)
+            self._parents = self.model.parents()
+        node = self._parents.get(id(stmt))
         while node is not None and node is not scope_node:
             if isinstance(node, (ast.With, ast.AsyncWith)):
                 for item in node.items:
@@ -195,7 +194,7 @@ class TransactionResultUnchecked(Rule):
                         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
                         if name in _EXPECTED_RAISE_HELPERS:
                             return True
-            node = self._parents.get(node)
+            node = self._parents.get(id(node))
         return False
 
     # ---- the three shapes ---------------------------------------------------------------
