@@ -91,6 +91,23 @@ def reraises(handler: ast.ExceptHandler) -> bool:
     return bool(handler.body) and isinstance(handler.body[-1], ast.Raise)
 
 
+_EXPECTED_RAISE_HELPERS = {"raises", "assertRaises", "assertRaisesRegex", "assertRaisesRegexp"}
+
+
+def expects_exception(stmt: ast.AST) -> bool:
+    """A ``with`` statement whose context manager is ``pytest.raises``/``assertRaises``."""
+    if not isinstance(stmt, (ast.With, ast.AsyncWith)):
+        return False
+    for item in stmt.items:
+        call = item.context_expr
+        if isinstance(call, ast.Call):
+            func = call.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in _EXPECTED_RAISE_HELPERS:
+                return True
+    return False
+
+
 class Flow:
     """The block structure of one module or function body."""
 
@@ -221,6 +238,11 @@ class Flow:
         if block is None:
             return ()
         return block.stmts[block.index(stmt) + 1:]
+
+    def expected_to_raise(self, node: ast.AST) -> bool:
+        """Inside ``with pytest.raises(...)`` / ``with self.assertRaises(...)``: a test that
+        wants the code to fail."""
+        return any(expects_exception(stmt) for stmt in self.enclosing_with(node))
 
     def enclosing_with(self, node: ast.AST) -> List[ast.stmt]:
         """The with statements whose body holds `node`, innermost first."""

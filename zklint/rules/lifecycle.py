@@ -320,7 +320,7 @@ class ClientNotStopped(Rule):
         start = starts[0]
         if self._protected(flow, start, stops) or _stops_right_away(flow, start, stops):
             return None
-        if all(_expected_to_raise(flow, u.node) for u in starts):
+        if all(flow.expected_to_raise(u.node) for u in starts):
             return None  # a test expecting start() to time out: kazoo stops and closes it then
         name = key.name
         reason = "stop() only on the happy path" if stops else "no stop() at all"
@@ -490,22 +490,6 @@ def _inside(node: ast.AST, container: ast.AST) -> bool:
     return (container.lineno, container.col_offset) <= position(node) and (
         (node.end_lineno, node.end_col_offset) <= (container.end_lineno, container.end_col_offset)
     )
-
-
-_EXPECTED_RAISE_HELPERS = {"raises", "assertRaises", "assertRaisesRegex"}
-
-
-def _expected_to_raise(flow: Flow, node: ast.AST) -> bool:
-    """Inside ``with pytest.raises(...)`` / ``with self.assertRaises(...)``."""
-    for with_stmt in flow.enclosing_with(node):
-        for item in with_stmt.items:
-            call = item.context_expr
-            if isinstance(call, ast.Call):
-                func = call.func
-                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-                if name in _EXPECTED_RAISE_HELPERS:
-                    return True
-    return False
 
 
 def _reraises_anywhere(handler: ast.ExceptHandler) -> bool:

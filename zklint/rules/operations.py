@@ -8,6 +8,7 @@ from typing import Iterator, List, Optional, Sequence, Set, Tuple
 from zklint.lazy_import import libcst as cst  # imported on first use: fixes only
 
 from zklint.fixer import FixError, parse_statement, statements_edit, with_block_indent
+from zklint.flow import expects_exception
 from zklint.model import ModuleModel, Scope, own_nodes, walk
 from zklint.rules.base import Edit, Finding, Import, Rule, Safety, register
 
@@ -18,8 +19,6 @@ _SCOPE_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 # Transaction variable names too generic to prefix the results' name with.
 _GENERIC_TRANSACTION_NAMES = {"t", "tr", "tx", "txn", "trans", "transaction"}
 _TRANSACTION_SUFFIXES = ("_transaction", "_txn", "_tx")
-# Context managers of tests that expect the block to raise.
-_EXPECTED_RAISE_HELPERS = {"raises", "assertRaises", "assertRaisesRegex", "assertRaisesRegexp"}
 
 
 def is_transaction_expr(model: ModuleModel, expr: ast.AST, scope: Scope, depth: int = 0) -> bool:
@@ -186,14 +185,8 @@ class TransactionResultUnchecked(Rule):
             self._parents = self.model.parents()
         node = self._parents.get(id(stmt))
         while node is not None and node is not scope_node:
-            if isinstance(node, (ast.With, ast.AsyncWith)):
-                for item in node.items:
-                    call = item.context_expr
-                    if isinstance(call, ast.Call):
-                        func = call.func
-                        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-                        if name in _EXPECTED_RAISE_HELPERS:
-                            return True
+            if expects_exception(node):
+                return True
             node = self._parents.get(id(node))
         return False
 
