@@ -196,6 +196,7 @@ class ModuleModel:
         self._client_calls: Optional[List[Tuple[CallSite, ClientKey, str]]] = None
         self._callbacks: Optional[List[Callback]] = None
         self._parents: Optional[Dict[int, ast.AST]] = None
+        self._index_bodies()
 
     # ---- imports and qualified names ---------------------------------------------
 
@@ -260,22 +261,55 @@ class ModuleModel:
         return self.scopes.get(node)
 
     def parents(self) -> Dict[int, ast.AST]:
-        """id(node) -> its parent node, for the whole module; built once, shared: read only."""
+        """id(node) -> its parent node, for the whole module; built once, shared: read only.
+
+        Operator and context nodes (``Load``, ``Add``, ``Eq``...) are shared between
+        parents by the parser and have no entry.
+        """
         if self._parents is None:
-            # Breadth-first as `walk`, so shared nodes (Load/Store) map as before.
-            parents: Dict[int, ast.AST] = {}
-            todo = deque([self.tree])
-            popleft, extend, get = todo.popleft, todo.extend, _CHILDREN.get
-            while todo:
-                node = popleft()
+            self._index_bodies()
+        return self._parents
+
+    def _index_bodies(self) -> None:
+        """One pass over the module: every body's own nodes (`own_nodes`) and the parent map.
+
+        Rules scan function bodies and climb to parents all the time; each body is listed
+        in the order `_collect_own_nodes` gives, and every node is read exactly once.
+        """
+        parents: Dict[int, ast.AST] = {}
+        get, shared, scope_types, lambda_type = _CHILDREN.get, _SHARED_NODE_TYPES, _SCOPE_TYPES, ast.Lambda
+        bodies = [self.tree]
+        while bodies:
+            owner = bodies.pop()
+            if owner.__class__ is lambda_type:
+                # A lambda's own nodes are its body; its defaults belong to no body.
+                for node in walk(owner.args):
+                    for child in get(node) or _child_nodes(node):
+                        if child.__class__ not in shared:
+                            parents[id(child)] = node
+                parents[id(owner.args)] = owner
+                stack = [owner.body]
+            else:
+                stack = list(get(owner) or _child_nodes(owner))
+            for child in stack:
+                parents[id(child)] = owner
+            nodes: List[ast.AST] = []
+            append, pop, extend = nodes.append, stack.pop, stack.extend
+            while stack:
+                node = pop()
+                append(node)
+                if isinstance(node, scope_types):
+                    bodies.append(node)
+                    continue
                 children = get(node)
                 if children is None:
                     children = _child_nodes(node)
                 for child in children:
-                    parents[id(child)] = node
+                    if child.__class__ not in shared:
+                        parents[id(child)] = node
                 extend(children)
-            self._parents = parents
-        return self._parents
+            _OWN_NODES[owner] = nodes
+        self._parents = parents
 
     def lookup(self, name: str, scope: Scope) -> Optional[Scope]:
         """The scope whose binding of `name` a read in `scope` sees (Python's LEGB, minus builtins)."""
@@ -1229,6 +1263,12 @@ def _node_fields(cls: type) -> Tuple[str, ...]:
 
 
 _AST = ast.AST
+# Node classes the parser shares between parents (one ``Load()`` for the whole tree).
+_SHARED_NODE_TYPES = frozenset(
+    cls
+    for base in (ast.expr_context, ast.boolop, ast.operator, ast.unaryop, ast.cmpop)
+    for cls in base.__subclasses__()
+)
 _SCOPE_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
 
