@@ -181,6 +181,10 @@ class ModuleModel:
         self.module_scope = Scope(tree, "module", None)
         self.scopes: Dict[ast.AST, Scope] = {tree: self.module_scope}
         self.calls: List[CallSite] = []
+        # Every Name read and every attribute expression, with the scope that evaluates
+        # it, in collection order (annotations excluded): the rules' index of variable
+        # uses is built from this instead of walking the module again.
+        self.reads: List[Tuple[ast.expr, Scope]] = []
         self.classes: Dict[str, Optional[ast.ClassDef]] = {}  # module-level classes (None: ambiguous)
         self._qualnames: Dict[ast.AST, Optional[str]] = {}
         _release_previous_model(self)
@@ -994,7 +998,7 @@ class _Collector:
                 self._expr(deco, scope)
             self._arguments(node.args, scope)
             if node.returns is not None:
-                self._expr(node.returns, scope)
+                self._expr(node.returns, scope, [])  # annotations are not reads of variables
             scope.bind(node.name, node)
             inner = self._open(node, "function", scope)
             self._bind_params(node.args, inner)
@@ -1065,6 +1069,10 @@ class _Collector:
             name = getattr(sub, "name", None)
             if isinstance(name, str):
                 scope.bind(name, UNKNOWN)
+            if isinstance(sub, _PATTERN):
+                for child in _child_nodes(sub):
+                    if isinstance(child, ast.expr):  # `case State.LOST:`, `case Cls():` read names
+                        self._expr(child, scope)
         if case.guard is not None:
             self._expr(case.guard, scope)
         self._body(case.body, scope)
@@ -1079,7 +1087,7 @@ class _Collector:
             self._expr(default, scope)
         for arg in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]:
             if arg is not None and arg.annotation is not None:
-                self._expr(arg.annotation, scope)
+                self._expr(arg.annotation, scope, [])  # annotations are not reads of variables
 
     def _bind_params(self, args: ast.arguments, scope: Scope) -> None:
         for arg in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]:
@@ -1121,30 +1129,40 @@ class _Collector:
             else:
                 scope.bind(local, UNKNOWN)
 
-    def _expr(self, node: ast.AST, scope: Scope) -> None:
+    def _expr(self, node: ast.AST, scope: Scope, reads: Optional[list] = None) -> None:
         # Iterative walk: expressions can nest deeply; lambdas and comprehensions open scopes.
         stack = [(node, scope)]
         model = self.model
+        calls, record = model.calls, (model.reads if reads is None else reads).append
+        Call, Name, Attribute, Lambda, NamedExpr = ast.Call, ast.Name, ast.Attribute, ast.Lambda, ast.NamedExpr
+        get = _CHILDREN.get
+        pop, push = stack.pop, stack.append
         while stack:
-            current, current_scope = stack.pop()
-            if isinstance(current, ast.Call):
-                model.calls.append(CallSite(current, current_scope))
-            elif isinstance(current, ast.Lambda):
+            current, current_scope = pop()
+            cls = current.__class__
+            if cls is Name:
+                record((current, current_scope))
+                continue  # its only child is the shared context node
+            if cls is Attribute:
+                record((current, current_scope))
+            elif cls is Call:
+                calls.append(CallSite(current, current_scope))
+            elif cls is Lambda:
                 self._arguments(current.args, current_scope)
                 inner = self._open(current, "function", current_scope)
                 self._bind_params(current.args, inner)
-                stack.append((current.body, inner))
+                push((current.body, inner))
                 continue
-            elif isinstance(current, ast.NamedExpr):
-                if isinstance(current.target, ast.Name):
+            elif cls is NamedExpr:
+                if current.target.__class__ is Name:
                     current_scope.bind(current.target.id, current.value)
-                stack.append((current.value, current_scope))
+                push((current.value, current_scope))
                 continue
-            children = _CHILDREN.get(current)
+            children = get(current)
             if children is None:
                 children = _child_nodes(current)
             for child in children:
-                stack.append((child, current_scope))
+                push((child, current_scope))
 
 
 def _self_attribute_assignments(func: ast.AST, self_name: Optional[str]) -> Iterator[Tuple[str, Optional[ast.AST]]]:
@@ -1263,6 +1281,7 @@ def _node_fields(cls: type) -> Tuple[str, ...]:
 
 
 _AST = ast.AST
+_PATTERN = getattr(ast, "pattern", ())  # Python >= 3.10
 # Node classes the parser shares between parents (one ``Load()`` for the whole tree).
 _SHARED_NODE_TYPES = frozenset(
     cls

@@ -19,7 +19,7 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 
 from zklint.fixer import FixError, parse_statement, statements_edit
 from zklint.flow import Flow, before, own_descendants, position
-from zklint.model import _CHILDREN, KAZOO_CLIENT, ClientKey, ModuleModel, Scope, child_nodes, walk
+from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, walk
 from zklint.rules.base import Edit, Finding, Import, Rule, Safety, register
 
 _MISSING = object()
@@ -61,62 +61,35 @@ class _Uses:
         # (attr, method) for every `<anything>.<attr>.<method>` in the module, e.g.
         # ("zk", "stop") for `service.zk.stop()`: how other code reaches a class's client.
         self.attribute_chains: set = set()
-        for node, scope in model.scopes.items():
-            if isinstance(node, ast.Lambda):
-                roots = [node.body]
-            else:
-                roots = list(node.body)
-            # Within one scope a name (or self.<attr>) always reads the same variable, and
-            # the model's answers are final once asked from here: one question per name.
-            keys: Dict[tuple, Optional[ClientKey]] = {}
-            for root in roots:
-                self._walk(root, scope, keys)
-        for uses in self.by_key.values():
-            uses.sort(key=lambda u: position(u.node))
-
-    def _walk(self, root: ast.AST, scope: Scope, keys: Dict[tuple, Optional[ClientKey]]) -> None:
-        stack: List[Tuple[ast.AST, Optional[ast.AST], Optional[ast.AST]]] = [(root, None, None)]
-        pop, append = stack.pop, stack.append
-        client_key = self.model.client_key
-        children_cache = _CHILDREN
+        by_key = self.by_key
+        chains = self.attribute_chains
+        parents = model.parents()
+        client_key = model.client_key
         Name, Attribute, Load = ast.Name, ast.Attribute, ast.Load
-        while stack:
-            node, parent, grandparent = pop()
-            cls = node.__class__
-            if cls is Name:
-                if node.ctx.__class__ is Load:
-                    memo = ("n", node.id)
-                    key = keys.get(memo, _MISSING)
-                    if key is _MISSING:
-                        key = keys[memo] = client_key(node, scope)
-                    if key is not None:
-                        self.by_key.setdefault(key, []).append(self._classify(node, parent, grandparent, scope))
-                        continue
-            elif cls is Attribute:
+        # Within one scope a name (or self.<attr>) always reads the same variable, and the
+        # model's answers are final once asked from here: one question per name per scope.
+        keys: Dict[tuple, Optional[ClientKey]] = {}
+        for node, scope in model.reads:  # every Name and attribute, in the scope reading it
+            if node.__class__ is Name:
+                if node.ctx.__class__ is not Load:
+                    continue
+                memo = (scope, node.id)
+            else:
                 value = node.value
                 if value.__class__ is Attribute:
-                    self.attribute_chains.add((value.attr, node.attr))
-                if node.ctx.__class__ is Load:
-                    if value.__class__ is Name:
-                        memo = ("a", value.id, node.attr)
-                        key = keys.get(memo, _MISSING)
-                        if key is _MISSING:
-                            key = keys[memo] = client_key(node, scope)
-                    else:
-                        key = None  # client_key answers only for <name>.<attr>
-                    if key is not None:
-                        self.by_key.setdefault(key, []).append(self._classify(node, parent, grandparent, scope))
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
-                # Their bodies are walked as their own scopes; decorators, defaults and
-                # bases run here.
-                for child in _header_expressions(node):
-                    append((child, node, parent))
-                continue
-            children = children_cache.get(node)
-            if children is None:
-                children = child_nodes(node)
-            for child in children:
-                append((child, node, parent))
+                    chains.add((value.attr, node.attr))
+                if node.ctx.__class__ is not Load or value.__class__ is not Name:
+                    continue  # client_key answers only for <name>.<attr>
+                memo = (scope, value.id, node.attr)
+            key = keys.get(memo, _MISSING)
+            if key is _MISSING:
+                key = keys[memo] = client_key(node, scope)
+            if key is not None:
+                parent = parents.get(id(node))
+                grandparent = parents.get(id(parent)) if parent is not None else None
+                by_key.setdefault(key, []).append(self._classify(node, parent, grandparent, scope))
+        for uses in by_key.values():
+            uses.sort(key=lambda u: position(u.node))
 
     def _classify(self, node: ast.expr, parent: Optional[ast.AST], grandparent: Optional[ast.AST], scope: Scope) -> Use:
         if isinstance(parent, ast.Attribute) and parent.value is node:
@@ -146,17 +119,6 @@ class _Uses:
             cache = {id(site.node.func): site.node for site in self.model.calls}
             self.__dict__["_calls_cache"] = cache
         return cache
-
-
-def _header_expressions(node: ast.AST) -> List[ast.expr]:
-    """The parts of a def, class or lambda that the enclosing scope evaluates."""
-    found: List[ast.expr] = list(getattr(node, "decorator_list", []))
-    if isinstance(node, ast.ClassDef):
-        found += node.bases + [k.value for k in node.keywords]
-    else:
-        args = node.args
-        found += args.defaults + [d for d in args.kw_defaults if d is not None]
-    return found
 
 
 def _uses(model: ModuleModel) -> _Uses:
