@@ -185,6 +185,7 @@ class ModuleModel:
         # it, in collection order (annotations excluded): the rules' index of variable
         # uses is built from this instead of walking the module again.
         self.reads: List[Tuple[ast.expr, Scope]] = []
+        self.assignments: List[Tuple[ast.Assign, Scope]] = []  # every `a = b` statement
         self.classes: Dict[str, Optional[ast.ClassDef]] = {}  # module-level classes (None: ambiguous)
         self._qualnames: Dict[ast.AST, Optional[str]] = {}
         _release_previous_model(self)
@@ -200,6 +201,8 @@ class ModuleModel:
         self._client_calls: Optional[List[Tuple[CallSite, ClientKey, str]]] = None
         self._callbacks: Optional[List[Callback]] = None
         self._parents: Optional[Dict[int, ast.AST]] = None
+        self._client_reads: Optional[List[Tuple[ast.expr, Scope, ClientKey]]] = None
+        self._attribute_chains: set = set()
         self._index_bodies()
 
     # ---- imports and qualified names ---------------------------------------------
@@ -450,6 +453,48 @@ class ModuleModel:
             if cls is not None and self._attr_is_client(cls, expr.attr):
                 return ClientKey("attr", id(cls.node), expr.attr, cls)
         return None
+
+    def client_reads(self) -> List[Tuple[ast.expr, Scope, "ClientKey"]]:
+        """(expression, scope, key) for every read of a client variable, in collection order.
+
+        Computed once from the collector's `reads` and shared by the rules that follow
+        clients through the module (uses, escapes, hand-offs).
+        """
+        if self._client_reads is None:
+            found: List[Tuple[ast.expr, Scope, ClientKey]] = []
+            append, chains, client_key = found.append, self._attribute_chains, self.client_key
+            Name, Attribute, Load = ast.Name, ast.Attribute, ast.Load
+            # Within one scope a name (or self.<attr>) always reads the same variable, and
+            # the answers are final once asked: one question per name per scope.
+            keys: Dict[tuple, Optional[ClientKey]] = {}
+            for node, scope in self.reads:
+                if node.__class__ is Name:
+                    if node.ctx.__class__ is not Load:
+                        continue
+                    memo: tuple = (scope, node.id)
+                else:
+                    value = node.value
+                    if value.__class__ is Attribute:
+                        chains.add((value.attr, node.attr))
+                    if node.ctx.__class__ is not Load or value.__class__ is not Name:
+                        continue  # client_key answers only for <name>.<attr>
+                    memo = (scope, value.id, node.attr)
+                key = keys.get(memo, _MISSING)
+                if key is _MISSING:
+                    key = keys[memo] = client_key(node, scope)
+                if key is not None:
+                    append((node, scope, key))
+            self._client_reads = found
+        return self._client_reads
+
+    @property
+    def attribute_chains(self) -> set:
+        """(attr, method) for every ``<anything>.<attr>.<method>`` in the module.
+
+        E.g. ("zk", "stop") for ``service.zk.stop()``: how other code reaches a class's client.
+        """
+        self.client_reads()
+        return self._attribute_chains
 
     def class_for_self(self, name: str, scope: Scope) -> Optional[Scope]:
         """The class whose instance `name` is, when `name` is a method's self/cls.
@@ -1010,6 +1055,7 @@ class _Collector:
             inner = self._open(node, "class", scope)
             self._body(node.body, inner)
         elif isinstance(node, ast.Assign):
+            self.model.assignments.append((node, scope))
             self._expr(node.value, scope)
             for target in node.targets:
                 self._target(target, node.value, scope)

@@ -291,66 +291,63 @@ class _Ephemeral:
     def _handed_on(self) -> set:
         """Every client key the module passes, returns, stores or aliases somewhere.
 
-        One walk of the module for all clients (it used to be one walk per client).
+        Built from the model's reads of client variables (each read's parent says what
+        happens to it) plus its `a = b` statements: no walk of the module of its own.
         """
         if self._handed_on_keys is not None:
             return self._handed_on_keys
         model = self.model
         found: set = set()
-        Call, Assign, Name, Attribute, Starred = ast.Call, ast.Assign, ast.Name, ast.Attribute, ast.Starred
+        parents = model.parents()
+        Call, Starred, keyword, Dict = ast.Call, ast.Starred, ast.keyword, ast.Dict
         returns = (ast.Return, ast.Yield, ast.YieldFrom)
         containers = (ast.Tuple, ast.List, ast.Set)
-        for scope_node, scope in model.scopes.items():
-            # Within one scope a name (or self.<attr>) always reads the same variable, and
-            # the model's answers are final once asked from a rule: ask once per scope.
-            keys: dict = {}
 
-            def key_of(expr, scope=scope, keys=keys):
-                cls = expr.__class__
-                if cls is Name:
-                    memo = expr.id
-                elif cls is Attribute and expr.value.__class__ is Name:
-                    memo = (expr.value.id, expr.attr)
-                else:
-                    return model.client_key(expr, scope)
-                key = keys.get(memo, _MISSING)
-                if key is _MISSING:
-                    key = keys[memo] = model.client_key(expr, scope)
-                return key
+        def to_non_kazoo(call: ast.AST) -> bool:
+            return call.__class__ is Call and not (model.qualname(call.func) or "").startswith("kazoo.")
 
-            for node in own_nodes(scope_node):
-                cls = node.__class__
-                if cls is Call:
-                    qual = model.qualname(node.func) or ""
-                    if qual.startswith("kazoo."):
-                        continue  # recipes take the client
-                    values = list(node.args) + [kw.value for kw in node.keywords]
-                    values = [v.value if v.__class__ is Starred else v for v in values]
-                elif cls in returns:
-                    if node.value is None:
-                        continue
-                    values = [node.value]
-                elif cls is Assign:
-                    targets = {key_of(t) for t in node.targets}
-                    if node.value.__class__ in (Name, Attribute):
-                        # assigned to a client: an alias of another client variable, whose
-                        # listeners count too; assigned elsewhere: the client is handed on
-                        found.update(k for k in targets if k is not None)
-                        handed = key_of(node.value)
-                        if handed is not None and handed not in targets:
-                            found.add(handed)
-                    continue
-                elif cls in containers:
-                    values = node.elts
-                elif cls is ast.Dict:
-                    values = [v for v in node.values if v is not None]
-                else:
-                    continue
-                for value in values:
-                    if value.__class__ is Name or value.__class__ is Attribute:
-                        handed = key_of(value)
-                        if handed is not None:
-                            found.add(handed)
+        for node, _, key in model.client_reads():
+            if key in found:
+                continue
+            parent = parents.get(id(node))
+            kind = parent.__class__
+            if kind is Call:
+                handed = parent.func is not node and to_non_kazoo(parent)  # recipes take the client
+            elif kind is Starred or kind is keyword:  # f(*zk) / f(client=zk)
+                handed = to_non_kazoo(parents.get(id(parent)))
+            elif kind in returns or kind in containers:
+                handed = True
+            elif kind is Dict:
+                handed = any(value is node for value in parent.values)
+            else:
+                continue  # assignments are below; anything else keeps the client here
+            if handed:
+                found.add(key)
+        keys: dict = {}
+
+        def key_of(expr: ast.AST, scope: Scope) -> Optional[ClientKey]:
+            cls = expr.__class__
+            if cls is ast.Name:
+                memo: tuple = (scope, expr.id)
+            elif cls is ast.Attribute and expr.value.__class__ is ast.Name:
+                memo = (scope, expr.value.id, expr.attr)
+            else:
+                return model.client_key(expr, scope)
+            key = keys.get(memo, _MISSING)
+            if key is _MISSING:
+                key = keys[memo] = model.client_key(expr, scope)
+            return key
+
+        for assign, scope in model.assignments:
+            if assign.value.__class__ not in (ast.Name, ast.Attribute):
+                continue
+            # assigned to a client: an alias of another client variable, whose listeners
+            # count too; assigned elsewhere: the client is handed on
+            targets = {key_of(target, scope) for target in assign.targets}
+            found.update(k for k in targets if k is not None)
+            handed = key_of(assign.value, scope)
+            if handed is not None and handed not in targets:
+                found.add(handed)
         self._handed_on_keys = found
         return found
 

@@ -22,7 +22,6 @@ from zklint.flow import Flow, before, own_descendants, position
 from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, walk
 from zklint.rules.base import Edit, Finding, Import, Rule, Safety, register
 
-_MISSING = object()
 
 START_METHODS = frozenset({"start", "start_async", "restart"})
 # Calls that need a live session: before start() they fail with ConnectionClosedError.
@@ -58,36 +57,13 @@ class _Uses:
     def __init__(self, model: ModuleModel) -> None:
         self.model = model
         self.by_key: Dict[ClientKey, List[Use]] = {}
-        # (attr, method) for every `<anything>.<attr>.<method>` in the module, e.g.
-        # ("zk", "stop") for `service.zk.stop()`: how other code reaches a class's client.
-        self.attribute_chains: set = set()
+        self.attribute_chains = model.attribute_chains
         by_key = self.by_key
-        chains = self.attribute_chains
         parents = model.parents()
-        client_key = model.client_key
-        Name, Attribute, Load = ast.Name, ast.Attribute, ast.Load
-        # Within one scope a name (or self.<attr>) always reads the same variable, and the
-        # model's answers are final once asked from here: one question per name per scope.
-        keys: Dict[tuple, Optional[ClientKey]] = {}
-        for node, scope in model.reads:  # every Name and attribute, in the scope reading it
-            if node.__class__ is Name:
-                if node.ctx.__class__ is not Load:
-                    continue
-                memo = (scope, node.id)
-            else:
-                value = node.value
-                if value.__class__ is Attribute:
-                    chains.add((value.attr, node.attr))
-                if node.ctx.__class__ is not Load or value.__class__ is not Name:
-                    continue  # client_key answers only for <name>.<attr>
-                memo = (scope, value.id, node.attr)
-            key = keys.get(memo, _MISSING)
-            if key is _MISSING:
-                key = keys[memo] = client_key(node, scope)
-            if key is not None:
-                parent = parents.get(id(node))
-                grandparent = parents.get(id(parent)) if parent is not None else None
-                by_key.setdefault(key, []).append(self._classify(node, parent, grandparent, scope))
+        for node, scope, key in model.client_reads():
+            parent = parents.get(id(node))
+            grandparent = parents.get(id(parent)) if parent is not None else None
+            by_key.setdefault(key, []).append(self._classify(node, parent, grandparent, scope))
         for uses in by_key.values():
             uses.sort(key=lambda u: position(u.node))
 
