@@ -281,10 +281,12 @@ class ModuleModel:
         """One pass over the module: every body's own nodes (`own_nodes`) and the parent map.
 
         Rules scan function bodies and climb to parents all the time; each body is listed
-        in the order `_collect_own_nodes` gives, and every node is read exactly once.
+        in the order `_collect_own_nodes` gives and every node is read once. Leaves are not
+        opened: a Name's context node (shared by the parser) is neither listed nor mapped.
         """
         parents: Dict[int, ast.AST] = {}
-        get, shared, scope_types, lambda_type = _CHILDREN.get, _SHARED_NODE_TYPES, _SCOPE_TYPES, ast.Lambda
+        get, shared, lambda_type = _CHILDREN.get, _SHARED_NODE_TYPES, ast.Lambda
+        scope_types, name_type, constant_type = frozenset(_SCOPE_TYPES), ast.Name, ast.Constant
         bodies = [self.tree]
         while bodies:
             owner = bodies.pop()
@@ -305,7 +307,10 @@ class ModuleModel:
             while stack:
                 node = pop()
                 append(node)
-                if isinstance(node, scope_types):
+                cls = node.__class__
+                if cls is name_type or cls is constant_type:
+                    continue  # leaves but for a Name's shared context node
+                if cls in scope_types:
                     bodies.append(node)
                     continue
                 children = get(node)
@@ -1181,6 +1186,7 @@ class _Collector:
         model = self.model
         calls, record = model.calls, (model.reads if reads is None else reads).append
         Call, Name, Attribute, Lambda, NamedExpr = ast.Call, ast.Name, ast.Attribute, ast.Lambda, ast.NamedExpr
+        Constant = ast.Constant
         get = _CHILDREN.get
         pop, push = stack.pop, stack.append
         while stack:
@@ -1189,6 +1195,8 @@ class _Collector:
             if cls is Name:
                 record((current, current_scope))
                 continue  # its only child is the shared context node
+            if cls is Constant:
+                continue
             if cls is Attribute:
                 record((current, current_scope))
             elif cls is Call:
