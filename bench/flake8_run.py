@@ -1,11 +1,14 @@
-"""Run flake8 with or without zklint's plugin, in the same way, for bench/run.py.
+"""Run flake8 with exactly the plugins asked for, for bench/run.py.
 
-    python bench/flake8_run.py --with-zk|--without-zk FLAKE8-ARGS...
+    python bench/flake8_run.py --plugins zklint FLAKE8-ARGS...        # flake8's own + zklint
+    python bench/flake8_run.py --plugins "" FLAKE8-ARGS...            # flake8's own only
+    python bench/flake8_run.py --plugins flake8-bugbear FLAKE8-ARGS...
 
 flake8 runs every installed plugin whatever ``--select`` says (select only filters what
-is reported), so ``--select=E9`` alone would still pay for zklint. Without the plugin,
-this hides zklint's entry point from flake8's plugin discovery; both modes go through
-this same wrapper so their startup costs are identical.
+is reported), so ``--select=E9`` alone would still pay for zklint and for any other
+plugin installed. This hides from flake8's plugin discovery every distribution but
+flake8's own checkers (pyflakes, pycodestyle) and the ones listed; every mode goes
+through this same wrapper so startup costs are identical.
 """
 
 from __future__ import annotations
@@ -15,21 +18,22 @@ import sys
 from flake8.main import cli
 from flake8.plugins import finder
 
+FLAKE8_OWN = ("flake8", "pyflakes", "pycodestyle")
+
 
 def main() -> int:
-    mode, args = sys.argv[1], sys.argv[2:]
-    if mode not in ("--with-zk", "--without-zk"):
+    if len(sys.argv) < 3 or sys.argv[1] != "--plugins":
         raise SystemExit(__doc__)
-    if mode == "--without-zk":
-        original = finder._find_importlib_plugins
+    wanted = {name.strip() for name in sys.argv[2].split(",") if name.strip()}
+    original = finder._find_importlib_plugins
 
-        def without_zklint():
-            for plugin in original():
-                if plugin.package != "zklint" and not plugin.entry_point.value.startswith("zklint."):
-                    yield plugin
+    def only_wanted():
+        for plugin in original():
+            if plugin.package in FLAKE8_OWN or plugin.package in wanted:
+                yield plugin
 
-        finder._find_importlib_plugins = without_zklint
-    return cli.main(args)
+    finder._find_importlib_plugins = only_wanted
+    return cli.main(sys.argv[3:])
 
 
 if __name__ == "__main__":
