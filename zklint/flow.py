@@ -31,6 +31,8 @@ import ast
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+from zklint.model import child_nodes
+
 _SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 _EXITS = (ast.Return, ast.Raise, ast.Break, ast.Continue)
@@ -73,7 +75,7 @@ def own_descendants(node: ast.AST) -> Iterator[ast.AST]:
         yield current
         if current is not node and isinstance(current, _SCOPE_NODES):
             continue
-        stack.extend(ast.iter_child_nodes(current))
+        stack.extend(child_nodes(current))
 
 
 def exits(stmts: Sequence[ast.stmt]) -> bool:
@@ -168,7 +170,7 @@ class Flow:
                 if case.guard is not None:
                     self._index_expr(case.guard, stmt)
         else:
-            for child in ast.iter_child_nodes(stmt):
+            for child in child_nodes(stmt):
                 self._index_expr(child, stmt)
         for block in children:
             self._index_block(block)

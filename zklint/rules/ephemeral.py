@@ -266,12 +266,12 @@ class _Ephemeral:
         func = self.enclosing_function(node)
         if func is None or isinstance(func, ast.Lambda):
             return False
+        comparisons = [n for n in own_nodes(func) if n.__class__ is ast.Compare and _compares_owner(n)]
+        if not comparisons:
+            return False  # the usual case: no need to find the except handlers
         # outside except handlers: a handler's check is the ZK101 pattern, not reconciliation
         in_handlers = {id(n) for h in walk(func) if isinstance(h, ast.ExceptHandler) for n in walk(h)}
-        return any(
-            isinstance(n, ast.Compare) and id(n) not in in_handlers and _compares_owner(n)
-            for n in own_nodes(func)
-        )
+        return any(id(n) not in in_handlers for n in comparisons)
 
     # ---- clients whose listeners may be out of sight -----------------------------------------
 
