@@ -591,10 +591,12 @@ class ModuleModel:
         """Every ``<client>.<method>(...)`` call: (site, client, method name)."""
         if self._client_calls is None:
             found = []
+            # The receiver is a read the collector recorded in the call's scope.
+            read_keys = {id(node): key for node, _, key in self.client_reads()}
             for site in self.calls:
                 func = site.node.func
-                if isinstance(func, ast.Attribute):
-                    key = self.client_key(func.value, site.scope)
+                if func.__class__ is ast.Attribute:
+                    key = read_keys.get(id(func.value))
                     if key is None and self.is_client_construction(func.value):
                         key = ClientKey("expr", id(func.value), "", site.scope)
                     if key is not None:

@@ -107,6 +107,7 @@ class _Ephemeral:
         self._creates: Optional[List[Create]] = None
         self._hidden: Dict[ClientKey, bool] = {}
         self._handed_on_keys: Optional[set] = None
+        self._reconciling: Dict[ast.AST, bool] = {}  # function -> checks_owner_nearby's answer
 
     @classmethod
     def of(cls, model: ModuleModel) -> "_Ephemeral":
@@ -266,6 +267,13 @@ class _Ephemeral:
         func = self.enclosing_function(node)
         if func is None or isinstance(func, ast.Lambda):
             return False
+        known = self._reconciling.get(func)
+        if known is None:
+            known = self._reconciling[func] = self._compares_owner_outside_handlers(func)
+        return known
+
+    @staticmethod
+    def _compares_owner_outside_handlers(func: ast.AST) -> bool:
         comparisons = [n for n in own_nodes(func) if n.__class__ is ast.Compare and _compares_owner(n)]
         if not comparisons:
             return False  # the usual case: no need to find the except handlers
