@@ -186,6 +186,8 @@ class ModuleModel:
         # uses is built from this instead of walking the module again.
         self.reads: List[Tuple[ast.expr, Scope]] = []
         self.assignments: List[Tuple[ast.Assign, Scope]] = []  # every `a = b` statement
+        # scope -> every (`<name>.<attr>` target, value or UNKNOWN) stored to in it
+        self.attribute_stores: Dict[Scope, List[Tuple[ast.Attribute, Optional[ast.AST]]]] = {}
         self.classes: Dict[str, Optional[ast.ClassDef]] = {}  # module-level classes (None: ambiguous)
         self._qualnames: Dict[ast.AST, Optional[str]] = {}
         _release_previous_model(self)
@@ -551,15 +553,18 @@ class ModuleModel:
     def _self_assignments(self, cls: Scope) -> Dict[str, List[Tuple[Optional[ast.AST], Scope]]]:
         """attr -> every (value, method scope) of ``self.attr = value`` in the class's methods.
 
-        One walk of the class per model, in method order (not one per attribute asked about).
+        Built once per class from the collector's attribute stores, in method order.
         """
         index = self._self_assignment_index.get(id(cls.node))
         if index is None:
             index = {}
             for method_scope in self._methods(cls):
                 self_name = method_scope.self_name
-                for target, value in _self_attribute_assignments(method_scope.node, self_name):
-                    index.setdefault(target, []).append((value, method_scope))
+                if not self_name:
+                    continue
+                for target, value in self.attribute_stores.get(method_scope, ()):
+                    if target.value.id == self_name:
+                        index.setdefault(target.attr, []).append((value, method_scope))
             self._self_assignment_index[id(cls.node)] = index
         return index
 
@@ -1072,6 +1077,8 @@ class _Collector:
             self._expr(node.annotation, scope)
             if isinstance(node.target, ast.Name):
                 scope.bind(node.target.id, node.value if node.value is not None else _Annotation(node.annotation))
+            elif node.value is None:
+                self._expr(node.target, scope)  # `self.x: T` declares, assigns nothing
             else:
                 self._target(node.target, node.value, scope)
         elif isinstance(node, ast.AugAssign):
@@ -1157,6 +1164,8 @@ class _Collector:
         elif isinstance(target, ast.Starred):
             self._target(target.value, UNKNOWN, scope)
         else:  # attribute or subscript target: its sub-expressions are reads
+            if target.__class__ is ast.Attribute and target.value.__class__ is ast.Name:
+                self.model.attribute_stores.setdefault(scope, []).append((target, value))
             self._expr(target, scope)
 
     def _import(self, node, scope: Scope) -> None:
@@ -1219,49 +1228,6 @@ class _Collector:
                 children = _child_nodes(current)
             for child in children:
                 push((child, current_scope))
-
-
-def _self_attribute_assignments(func: ast.AST, self_name: Optional[str]) -> Iterator[Tuple[str, Optional[ast.AST]]]:
-    """(attr, value) for each ``self.attr = value`` in a method (nested defs excluded)."""
-    if not self_name:
-        return
-    for node in _own_nodes(func):
-        if isinstance(node, ast.Assign):
-            for target in node.targets:
-                for sub in _flatten_targets(target):
-                    if _is_self_attr(sub, self_name):
-                        yield sub.attr, node.value if sub is target else UNKNOWN
-        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and _is_self_attr(node.target, self_name):
-            value = node.value if isinstance(node, ast.AnnAssign) else UNKNOWN
-            if isinstance(node, ast.AnnAssign) and value is None:
-                continue
-            yield node.target.attr, value
-        elif isinstance(node, (ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.Delete)):
-            targets = []
-            if isinstance(node, (ast.For, ast.AsyncFor)):
-                targets = [node.target]
-            elif isinstance(node, ast.Delete):
-                targets = node.targets
-            else:
-                targets = [i.optional_vars for i in node.items if i.optional_vars is not None]
-            for target in targets:
-                for sub in _flatten_targets(target):
-                    if _is_self_attr(sub, self_name):
-                        yield sub.attr, UNKNOWN
-
-
-def _flatten_targets(target: ast.AST) -> Iterator[ast.AST]:
-    if isinstance(target, (ast.Tuple, ast.List)):
-        for elt in target.elts:
-            yield from _flatten_targets(elt)
-    elif isinstance(target, ast.Starred):
-        yield from _flatten_targets(target.value)
-    else:
-        yield target
-
-
-def _is_self_attr(node: ast.AST, self_name: str) -> bool:
-    return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == self_name
 
 
 # Rules keep facts they share on the model, in attributes named ``_zk*`` (``_Ephemeral.of``,
