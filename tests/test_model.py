@@ -1,0 +1,188 @@
+"""The model's shared facts, checked against plain `ast.walk` answers.
+
+The rules read parents, body node lists, reads and client reads from the model instead of
+walking the module themselves; these tests pin what each one holds on tricky code
+(decorators, defaults and annotations evaluated outside the body, lambdas, comprehensions,
+``match``, nested classes) and on every fixture.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+import textwrap
+from pathlib import Path
+from typing import Dict, List, Set
+
+import pytest
+
+from zklint.model import ModuleModel, own_nodes
+
+FIXTURES = sorted(Path(__file__).parent.glob("fixtures/ZK*/*.py"))
+SHARED = (ast.expr_context, ast.boolop, ast.operator, ast.unaryop, ast.cmpop)
+SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+TRICKY = textwrap.dedent(
+    '''
+    import functools
+    from kazoo.client import KazooClient
+
+    zk = KazooClient(hosts="127.0.0.1:2181")
+    other = zk
+
+    def retrying(client):
+        return lambda func: func
+
+    @retrying(zk)
+    def register(path, client: KazooClient = zk, *, hook=lambda c=zk: c.start()) -> KazooClient:
+        names = [zk.exists(p) for p in (path, path + "/x")]
+        handler = functools.partial(print, zk)
+        return zk
+
+    class Service:
+        zk: KazooClient
+
+        def __init__(self, hosts):
+            self.zk = KazooClient(hosts=hosts)
+            self.a, self.b = KazooClient(hosts=hosts), None
+            self.c: KazooClient
+
+        def run(self):
+            def inner(zk):
+                return zk.get("/x")
+
+            self.zk.start()
+            return inner(self.zk)
+
+        class Nested:
+            value = zk
+    '''
+)
+
+MATCH = textwrap.dedent(
+    '''
+    from kazoo.client import KazooClient, KazooState
+
+    zk = KazooClient()
+
+    def listener(state):
+        match state:
+            case KazooState.LOST:
+                zk.stop()
+            case _:
+                pass
+    '''
+)
+
+
+def _reference_parents(tree: ast.AST) -> Dict[int, ast.AST]:
+    parents = {}
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, SHARED):
+                parents[id(child)] = node
+    return parents
+
+
+def _reference_own(func: ast.AST) -> Set[int]:
+    """`ast.walk` of a body, stopping at nested scopes (kept), Lambda: its body only."""
+    roots = [func.body] if isinstance(func, ast.Lambda) else list(ast.iter_child_nodes(func))
+    found: Set[int] = set()
+    stack: List[ast.AST] = roots
+    while stack:
+        node = stack.pop()
+        if isinstance(node, SHARED):
+            continue
+        found.add(id(node))
+        if not isinstance(node, SCOPES):
+            stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _sources() -> List[str]:
+    texts = [TRICKY] + [path.read_text(encoding="utf-8") for path in FIXTURES]
+    if sys.version_info >= (3, 10):
+        texts.append(MATCH)
+    return texts
+
+
+@pytest.mark.parametrize("index", range(len(_sources())))
+def test_parents_and_body_lists_match_a_plain_walk(index: int) -> None:
+    tree = ast.parse(_sources()[index])
+    model = ModuleModel(tree)
+    assert model.parents() == _reference_parents(tree)
+    for node in [tree] + [n for n in ast.walk(tree) if isinstance(n, SCOPES)]:
+        listed = [n for n in own_nodes(node) if not isinstance(n, SHARED)]
+        assert len({id(n) for n in listed}) == len(listed), "a node listed twice"
+        assert {id(n) for n in listed} == _reference_own(node), ast.dump(node)[:80]
+
+
+def test_shared_operator_nodes_have_no_parent() -> None:
+    tree = ast.parse("a = b + c\nd = e + f\nif a == d and not b:\n    pass\n")
+    parents = ModuleModel(tree).parents()
+    shared = [n for n in ast.walk(tree) if isinstance(n, SHARED)]
+    assert shared and all(id(n) not in parents for n in shared)
+
+
+def _reads(model: ModuleModel) -> Dict[str, List[str]]:
+    """Name id -> the kinds of scope each read of it is evaluated in ("module", "register", ...)."""
+    found: Dict[str, List[str]] = {}
+    for node, scope in model.reads:
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            where = scope.kind if scope.kind != "function" else getattr(scope.node, "name", "lambda")
+            found.setdefault(node.id, []).append(where)
+    return found
+
+
+def test_reads_carry_the_scope_that_evaluates_them() -> None:
+    model = ModuleModel(ast.parse(TRICKY))
+    reads = _reads(model)
+    # @retrying(zk), the default `client=zk` and `other = zk` run in the module; the
+    # lambda default `c=zk` too; `zk.exists(p)` in the comprehension and the rest of
+    # register's body run in register; `value = zk` in the nested class body; inner's
+    # `zk.get` reads its own parameter.
+    assert sorted(reads["zk"]) == sorted(["module"] * 4 + ["register"] * 3 + ["inner", "class"])
+    assert reads["c"] == ["lambda"]
+    assert "KazooClient" in reads  # constructions are reads of the class name...
+    annotations = [n for n, _ in model.reads if isinstance(n, ast.Name) and n.id == "KazooClient"]
+    # ...but parameter and return annotations are not: only the three constructions and
+    # the class-level/method `zk: KazooClient`-style declarations are left.
+    assert len(annotations) == 5
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="match needs Python 3.10")
+def test_match_value_patterns_are_reads() -> None:
+    model = ModuleModel(ast.parse(MATCH))
+    pattern_reads = [n for n, _ in model.reads if isinstance(n, ast.Attribute) and n.attr == "LOST"]
+    assert len(pattern_reads) == 1
+
+
+def test_client_reads_resolve_each_read_in_its_own_scope() -> None:
+    model = ModuleModel(ast.parse(TRICKY))
+    reads = [(node, scope, key) for node, scope, key in model.client_reads()]
+    texts = sorted(ast.unparse(node) + "@" + key.name for node, _, key in reads)
+    # module-level `zk` everywhere it is read (decorator, defaults, comprehension, class
+    # body, alias), `self.zk` in run; never the parameter `zk` of `inner`.
+    assert texts.count("zk@zk") == 8
+    assert texts.count("self.zk@zk") == 2
+    inner_reads = [n for n, scope, _ in reads if getattr(scope.node, "name", "") == "inner"]
+    assert inner_reads == []
+    assert ("zk", "start") in model.attribute_chains  # self.zk.start()
+
+
+def test_self_attribute_clients_come_from_the_stores() -> None:
+    tree = ast.parse(TRICKY)
+    model = ModuleModel(tree)
+    run = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "run")
+    scope = model.scope_of(run)
+
+    def is_client(attr: str) -> bool:
+        expr = ast.parse(f"self.{attr}", mode="eval").body
+        return model.client_key(expr, scope) is not None
+
+    assert is_client("zk")  # self.zk = KazooClient(...) in __init__
+    assert not is_client("a")  # tuple target: the model cannot prove it
+    assert not is_client("b")
+    # `self.c: KazooClient` in a method declares without assigning: nothing is ever
+    # stored in `c`, so the model cannot prove it holds a client.
+    assert not is_client("c")
