@@ -100,7 +100,7 @@ def assert_no_traceback(result: Result) -> None:
 
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8", newline="")
+    path.write_bytes(text.encode("utf-8"))  # as written: no newline translation (Python 3.9 has no newline=)
     return path
 
 

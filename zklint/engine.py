@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Type
 from zklint.model import ModuleModel
 from zklint.rules import all_rules
 from zklint.rules.base import Context, Finding, Rule, Safety
-from zklint.source import SourceError, SourceFile
+from zklint.source import SourceError, SourceFile, parse_module
 
 # Every rule needs a kazoo client, and a client needs the text "kazoo" or "Kazoo" in the
 # file (an import, an annotation). Files without it get no AST at all.
@@ -140,7 +140,7 @@ def _portable(finding: Finding) -> Finding:
 
 def lint_source(source: SourceFile, rules: Sequence[Type[Rule]], options: Dict[str, object]) -> List[Finding]:
     """Parse and lint decoded source; `# noqa` applied. Raises SyntaxError, RecursionError."""
-    tree = ast.parse(source.text, filename=source.path)
+    tree = parse_module(source.text, source.path)
     return [f for f in lint_tree(tree, rules, source, options) if not is_suppressed(f, source)]
 
 
@@ -177,8 +177,8 @@ def check_bytes(
     except MemoryError:  # CPython's parser also says this when nesting overflows its stack
         report.errors.append("too deeply nested or too large to analyse")
         return report
-    except ValueError as exc:  # e.g. "source code string cannot contain null bytes"
-        report.errors.append(_one_line(exc))
+    except ValueError as exc:  # Python < 3.11: "source code string cannot contain null bytes"
+        report.errors.append(_NUL_MESSAGE if "null bytes" in str(exc) else _one_line(exc))
         return report
     except Exception as exc:  # a bug in a rule or the model: this file only
         report.errors.append(internal_error(exc))
@@ -235,7 +235,7 @@ def verify_source_bytes(data: bytes, parsed_text: Optional[str] = None) -> Optio
             if text == parsed_text:
                 return None
             return "it would be read back as different text: its encoding declaration changed"
-        ast.parse(text)
+        parse_module(text)
     except SourceError as exc:
         return str(exc)
     except SyntaxError as exc:
@@ -245,6 +245,9 @@ def verify_source_bytes(data: bytes, parsed_text: Optional[str] = None) -> Optio
     return None
 
 
+_NUL_MESSAGE = "contains NUL bytes: not Python source"
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
@@ -252,7 +255,7 @@ def _one_line(exc: BaseException) -> str:
 def _syntax_error_message(exc: SyntaxError) -> str:
     message = _one_line(exc.msg if exc.msg else exc) or "invalid syntax"
     if "null bytes" in message:
-        return "contains NUL bytes: not Python source"
+        return _NUL_MESSAGE
     if exc.lineno:
         return f"syntax error at line {exc.lineno}: {message}"
     return f"syntax error: {message}"

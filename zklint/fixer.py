@@ -23,7 +23,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Set, Tuple
 from zklint.lazy_import import libcst as cst  # imported on first use: fixes only
 
 from zklint.rules.base import Edit, Finding, Import
-from zklint.source import SourceFile
+from zklint.source import SourceFile, parse_module
 
 MAX_PASSES = 10
 
@@ -389,11 +389,11 @@ def fix_source(
         codes = ", ".join(sorted({f.code for f in accepted}))
         try:
             new_text = apply_edits(current.text, taken)
-            tree = ast.parse(new_text)
+            tree = parse_module(new_text)
             if imports:
                 staged = SourceFile(new_text, source.path, source.encoding)
                 new_text = apply_edits(new_text, import_edits(staged, tree, imports))
-                ast.parse(new_text)
+                parse_module(new_text)
         except (SyntaxError, ValueError, FixError) as exc:
             outcome.errors.append(f"fix for {codes} would not parse ({_describe(exc)}); left unfixed")
             refused.update((f.code, f.line, f.col) for f in accepted)

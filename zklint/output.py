@@ -19,7 +19,6 @@ computed by `annotate` where the source is at hand: in the process that checked 
 
 from __future__ import annotations
 
-import ast
 import bisect
 import difflib
 import hashlib
@@ -35,7 +34,7 @@ from zklint import __version__
 from zklint.engine import FileReport
 from zklint.rules import all_rules
 from zklint.rules.base import Finding, Safety, doc_pointer
-from zklint.source import SourceError, SourceFile
+from zklint.source import SourceError, SourceFile, parse_module
 
 FORMATS = ("full", "concise", "json", "sarif", "github", "gitlab")
 TEXT_FORMATS = ("full", "concise")  # the formats that end with the summary line
@@ -96,7 +95,7 @@ def fix_edits(source: SourceFile, finding: Finding) -> List[FixEdit]:
     try:
         edits = list(finding.fix.build(source) or ())
         if edits and finding.fix.imports:
-            added = fixer.import_edits(source, ast.parse(source.text), finding.fix.imports)
+            added = fixer.import_edits(source, parse_module(source.text), finding.fix.imports)
             if any(fixer._overlaps(edit, edits) for edit in added):
                 return []  # the fixer would apply these in two passes; no single edit list says it
             edits += added
