@@ -24,7 +24,6 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import Self
 
 OP_CREATE = 1
 OP_CREATE2 = 15
@@ -234,7 +233,7 @@ class LostReplyProxy:
             for thread in connection.threads:
                 thread.join(timeout)
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> LostReplyProxy:
         return self
 
     def __exit__(self, *exc) -> None:
