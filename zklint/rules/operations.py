@@ -9,7 +9,7 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 
 from zklint.fixer import FixError, parse_statement, statements_edit, with_block_indent
 from zklint.flow import expects_exception
-from zklint.model import ModuleModel, Scope, own_nodes, walk
+from zklint.model import ModuleModel, Scope, walk
 from zklint.rules.base import Edit, Finding, Import, Rule, Safety, register
 
 ROLLED_BACK_ERROR = "kazoo.exceptions.RolledBackError"
@@ -162,27 +162,35 @@ class TransactionResultUnchecked(Rule):
 
     def check(self) -> Iterator[Finding]:
         model = self.model
-        self._parents = None
-        for node, scope in model.scopes.items():
-            if isinstance(node, ast.Lambda):
+        parents = self._parents = model.parents()
+        seen: set = set()
+        # Every shape holds a call: `T.commit()` / `T.commit_async().get()` as a statement's
+        # value, or `client.transaction()` as a `with` item. Start from those calls.
+        for site in model.calls:
+            call, scope = site.node, site.scope
+            if scope.kind == "function" and isinstance(scope.node, ast.Lambda):
                 continue
-            for stmt in own_nodes(node):
-                cls = stmt.__class__  # exact classes: ast.parse makes no subclasses
-                if cls is ast.Expr:
-                    finding = self._discarded(stmt, scope)
-                elif cls is ast.Assign or cls is ast.AnnAssign:
-                    finding = self._never_read(stmt, scope)
-                elif cls is ast.With:
-                    finding = self._with_form(stmt, scope)
-                else:
+            parent = parents.get(id(call))
+            cls = parent.__class__  # exact classes: ast.parse makes no subclasses
+            if cls is ast.withitem and parent.context_expr is call:
+                stmt = parents.get(id(parent))
+                if stmt.__class__ is not ast.With or id(stmt) in seen:
                     continue
-                if finding is not None and not self._expected_to_raise(stmt, node):
-                    yield finding
+                seen.add(id(stmt))
+                finding = self._with_form(stmt, scope)
+            elif call.func.__class__ is not ast.Attribute or call.func.attr not in ("commit", "get"):
+                continue
+            elif cls is ast.Expr:
+                stmt, finding = parent, self._discarded(parent, scope)
+            elif (cls is ast.Assign or cls is ast.AnnAssign) and parent.value is call:
+                stmt, finding = parent, self._never_read(parent, scope)
+            else:
+                continue
+            if finding is not None and not self._expected_to_raise(stmt, scope.node):
+                yield finding
 
     def _expected_to_raise(self, stmt: ast.stmt, scope_node: ast.AST) -> bool:
         """Inside ``with pytest.raises(...)`` / ``self.assertRaises(...)``: the test wants it to fail."""
-        if self._parents is None:
-            self._parents = self.model.parents()
         node = self._parents.get(id(stmt))
         while node is not None and node is not scope_node:
             if expects_exception(node):
