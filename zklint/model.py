@@ -186,6 +186,7 @@ class ModuleModel:
         # uses is built from this instead of walking the module again.
         self.reads: List[Tuple[ast.expr, Scope]] = []
         self.assignments: List[Tuple[ast.Assign, Scope]] = []  # every `a = b` statement
+        self.withs: List[Tuple[ast.stmt, Scope]] = []  # every `with` / `async with` statement
         # scope -> every (`<name>.<attr>` target, value or UNKNOWN) stored to in it
         self.attribute_stores: Dict[Scope, List[Tuple[ast.Attribute, Optional[ast.AST]]]] = {}
         self.classes: Dict[str, Optional[ast.ClassDef]] = {}  # module-level classes (None: ambiguous)
@@ -1096,6 +1097,7 @@ class _Collector:
             self._body(node.body, scope)
             self._body(node.orelse, scope)
         elif isinstance(node, (ast.With, ast.AsyncWith)):
+            self.model.withs.append((node, scope))
             for item in node.items:
                 self._expr(item.context_expr, scope)
                 if item.optional_vars is not None:

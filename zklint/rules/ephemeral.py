@@ -1293,15 +1293,13 @@ class LockHeldAcrossSessionLoss(Rule):
                     continue
                 if not facts.reacting_listener(key, ("SUSPENDED", "LOST")):
                     yield self._report(call, kind, func.attr)
-        for scope_node, scope in model.scopes.items():
-            for node in own_nodes(scope_node):
-                if node.__class__ is ast.With or node.__class__ is ast.AsyncWith:
-                    for item in node.items:
-                        recipe = self._recipe(item.context_expr, scope)
-                        if recipe is None or recipe[0] == "Election":
-                            continue
-                        if not facts.reacting_listener(recipe[1], ("SUSPENDED", "LOST")):
-                            yield self._report(item.context_expr, recipe[0], "with")
+        for node, scope in model.withs:
+            for item in node.items:
+                recipe = self._recipe(item.context_expr, scope)
+                if recipe is None or recipe[0] == "Election":
+                    continue
+                if not facts.reacting_listener(recipe[1], ("SUSPENDED", "LOST")):
+                    yield self._report(item.context_expr, recipe[0], "with")
 
     def _report(self, node: ast.AST, kind: str, how: str) -> Finding:
         what = "leadership" if kind == "Election" else kind
