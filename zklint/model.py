@@ -181,9 +181,10 @@ class ModuleModel:
         self.module_scope = Scope(tree, "module", None)
         self.scopes: Dict[ast.AST, Scope] = {tree: self.module_scope}
         self.calls: List[CallSite] = []
-        # Every Name read and every attribute expression, with the scope that evaluates
-        # it, in collection order (annotations excluded): the rules' index of variable
-        # uses is built from this instead of walking the module again.
+        # Every Name and attribute expression the collector meets, with the scope that
+        # evaluates it, in collection order (parameter and return annotations excluded;
+        # Names bound by an assignment are not expressions it meets): the rules' index of
+        # variable uses is built from this instead of walking the module again.
         self.reads: List[Tuple[ast.expr, Scope]] = []
         self.assignments: List[Tuple[ast.Assign, Scope]] = []  # every `a = b` statement
         self.withs: List[Tuple[ast.stmt, Scope]] = []  # every `with` / `async with` statement
