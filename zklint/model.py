@@ -206,6 +206,7 @@ class ModuleModel:
         self._callbacks: Optional[List[Callback]] = None
         self._parents: Optional[Dict[int, ast.AST]] = None
         self._client_reads: Optional[List[Tuple[ast.expr, Scope, ClientKey]]] = None
+        self._read_keys: Dict[tuple, Optional[ClientKey]] = {}  # see read_key
         self._attribute_chains: set = set()
         self._index_bodies()
 
@@ -463,6 +464,26 @@ class ModuleModel:
                 return ClientKey("attr", id(cls.node), expr.attr, cls)
         return None
 
+    def read_key(self, expr: ast.AST, scope: Scope) -> Optional["ClientKey"]:
+        """`client_key` for rules, asked once per name (or ``<name>.<attr>``) per scope.
+
+        Within one scope a name always reads the same variable, and a rule asks only once
+        the model is built, when every answer is final. (The model's own questions asked
+        while it is still working one out, e.g. through a cycle of aliases, may get a
+        provisional "no": it calls `client_key` directly.)
+        """
+        cls = expr.__class__
+        if cls is ast.Name:
+            memo: tuple = (scope, expr.id)
+        elif cls is ast.Attribute and expr.value.__class__ is ast.Name:
+            memo = (scope, expr.value.id, expr.attr)
+        else:
+            return self.client_key(expr, scope)
+        key = self._read_keys.get(memo, _MISSING)
+        if key is _MISSING:
+            key = self._read_keys[memo] = self.client_key(expr, scope)
+        return key
+
     def client_reads(self) -> List[Tuple[ast.expr, Scope, "ClientKey"]]:
         """(expression, scope, key) for every read of a client variable, in collection order.
 
@@ -471,26 +492,19 @@ class ModuleModel:
         """
         if self._client_reads is None:
             found: List[Tuple[ast.expr, Scope, ClientKey]] = []
-            append, chains, client_key = found.append, self._attribute_chains, self.client_key
+            append, chains, read_key = found.append, self._attribute_chains, self.read_key
             Name, Attribute, Load = ast.Name, ast.Attribute, ast.Load
-            # Within one scope a name (or self.<attr>) always reads the same variable, and
-            # the answers are final once asked: one question per name per scope.
-            keys: Dict[tuple, Optional[ClientKey]] = {}
             for node, scope in self.reads:
                 if node.__class__ is Name:
                     if node.ctx.__class__ is not Load:
                         continue
-                    memo: tuple = (scope, node.id)
                 else:
                     value = node.value
                     if value.__class__ is Attribute:
                         chains.add((value.attr, node.attr))
                     if node.ctx.__class__ is not Load or value.__class__ is not Name:
                         continue  # client_key answers only for <name>.<attr>
-                    memo = (scope, value.id, node.attr)
-                key = keys.get(memo, _MISSING)
-                if key is _MISSING:
-                    key = keys[memo] = client_key(node, scope)
+                key = read_key(node, scope)
                 if key is not None:
                     append((node, scope, key))
             self._client_reads = found

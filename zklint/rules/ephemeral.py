@@ -25,7 +25,6 @@ from zklint.model import (
 from zklint.rules.base import Edit, Finding, Import, Rule, Safety, register
 
 _EXC = "kazoo.exceptions."
-_MISSING = object()
 # Handler types that catch NodeExistsError, and kazoo exceptions that do not.
 _CATCHES_NODE_EXISTS = {
     _EXC + "NodeExistsError", _EXC + "NodeExistsException", _EXC + "ZookeeperError", _EXC + "KazooException",
@@ -331,29 +330,14 @@ class _Ephemeral:
                 continue  # assignments are below; anything else keeps the client here
             if handed:
                 found.add(key)
-        keys: dict = {}
-
-        def key_of(expr: ast.AST, scope: Scope) -> Optional[ClientKey]:
-            cls = expr.__class__
-            if cls is ast.Name:
-                memo: tuple = (scope, expr.id)
-            elif cls is ast.Attribute and expr.value.__class__ is ast.Name:
-                memo = (scope, expr.value.id, expr.attr)
-            else:
-                return model.client_key(expr, scope)
-            key = keys.get(memo, _MISSING)
-            if key is _MISSING:
-                key = keys[memo] = model.client_key(expr, scope)
-            return key
-
         for assign, scope in model.assignments:
             if assign.value.__class__ not in (ast.Name, ast.Attribute):
                 continue
             # assigned to a client: an alias of another client variable, whose listeners
             # count too; assigned elsewhere: the client is handed on
-            targets = {key_of(target, scope) for target in assign.targets}
+            targets = {model.read_key(target, scope) for target in assign.targets}
             found.update(k for k in targets if k is not None)
-            handed = key_of(assign.value, scope)
+            handed = model.read_key(assign.value, scope)
             if handed is not None and handed not in targets:
                 found.add(handed)
         self._handed_on_keys = found
