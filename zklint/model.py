@@ -204,11 +204,10 @@ class ModuleModel:
         self._depth = 0
         self._client_calls: Optional[List[Tuple[CallSite, ClientKey, str]]] = None
         self._callbacks: Optional[List[Callback]] = None
-        self._parents: Optional[Dict[int, ast.AST]] = None
         self._client_reads: Optional[List[Tuple[ast.expr, Scope, ClientKey]]] = None
         self._read_keys: Dict[tuple, Optional[ClientKey]] = {}  # see read_key
         self._attribute_chains: set = set()
-        self._index_bodies()
+        self._parents = self._index_bodies()
 
     # ---- imports and qualified names ---------------------------------------------
 
@@ -278,11 +277,9 @@ class ModuleModel:
         Operator and context nodes (``Load``, ``Add``, ``Eq``...) are shared between
         parents by the parser and have no entry.
         """
-        if self._parents is None:
-            self._index_bodies()
         return self._parents
 
-    def _index_bodies(self) -> None:
+    def _index_bodies(self) -> Dict[int, ast.AST]:
         """One pass over the module: every body's own nodes (`own_nodes`) and the parent map.
 
         Rules scan function bodies and climb to parents all the time; each body is listed
@@ -326,7 +323,7 @@ class ModuleModel:
                         parents[id(child)] = node
                 extend(children)
             _OWN_NODES[owner] = nodes
-        self._parents = parents
+        return parents
 
     def lookup(self, name: str, scope: Scope) -> Optional[Scope]:
         """The scope whose binding of `name` a read in `scope` sees (Python's LEGB, minus builtins)."""
