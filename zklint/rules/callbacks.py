@@ -179,7 +179,7 @@ class _CallbackRule(Rule):
         func = cb.function
         if isinstance(func, ast.AsyncFunctionDef):
             raise FixError("async callback")
-        parents = _parents(func)
+        parents = self.model.parents()
         call = hit.call
         is_call = isinstance(call, ast.Call)
         async_ok = (
@@ -271,14 +271,6 @@ class _CallbackRule(Rule):
 
 
 # ---- region helpers ------------------------------------------------------------------------
-
-def _parents(func: FunctionNode) -> Dict[int, ast.AST]:
-    parents: Dict[int, ast.AST] = {}
-    for node in walk(func):
-        for child in child_nodes(node):
-            parents[id(child)] = node
-    return parents
-
 
 def _enclosing_statement(node: ast.AST, parents: Dict[int, ast.AST], func) -> Optional[ast.stmt]:
     current = node
@@ -571,7 +563,7 @@ class DeadlockInCallback(_CallbackRule):
         if len(params) <= skip:
             return False
         state = params[skip].arg
-        parents = _parents(func)
+        parents = self.model.parents()
         child = node
         for ancestor in _ancestors(node, parents, func):
             if isinstance(ancestor, ast.If) and any(child is s for s in ancestor.body):
@@ -877,7 +869,7 @@ class OneShotWatch(_CallbackRule):
         model = self.model
         registering = site.scope.node if site.scope.kind == "function" else None
         # the registration repeats in a loop of its own function
-        parents = _parents(registering) if registering is not None else model.parents()
+        parents = model.parents()
         for ancestor in _ancestors(site.node, parents, registering if registering is not None else model.tree):
             if isinstance(ancestor, (ast.For, ast.AsyncFor, ast.While)):
                 return True
@@ -919,9 +911,7 @@ class OneShotWatch(_CallbackRule):
     def _called_in_loop(self, func: ast.AST) -> bool:
         """Is `func` called (directly, same module) from inside a for/while loop?"""
         model = self.model
-        parents = getattr(self, "_module_parents", None)
-        if parents is None:
-            parents = self._module_parents = model.parents()
+        parents = model.parents()
         # The calls of each same-module function, in model.calls order: resolved once per
         # call for the file, not once per call per callback.
         calls_of = getattr(self, "_calls_of", None)

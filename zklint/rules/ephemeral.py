@@ -17,7 +17,6 @@ from zklint.model import (
     ClientKey,
     ModuleModel,
     Scope,
-    child_nodes,
     keyword,
     own_nodes,
     walk,
@@ -44,14 +43,6 @@ _ELECTION_CLASS = "kazoo.recipe.election.Election"
 _RETRY_DECORATOR_ROOTS = {"tenacity", "retrying", "backoff", "retry", "retry_decorator"}
 # Keywords of those decorators that choose which exceptions are retried.
 _EXCEPTION_FILTERS = {"retry", "retry_on_exception", "exceptions", "exception"}
-
-
-def _parents(tree: ast.AST) -> Dict[int, ast.AST]:
-    parents: Dict[int, ast.AST] = {}
-    for node in walk(tree):
-        for child in child_nodes(node):
-            parents[id(child)] = node
-    return parents
 
 
 def _true(node: Optional[ast.AST]) -> Optional[bool]:

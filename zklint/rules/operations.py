@@ -162,7 +162,7 @@ class TransactionResultUnchecked(Rule):
 
     def check(self) -> Iterator[Finding]:
         model = self.model
-        parents = self._parents = model.parents()
+        parents = model.parents()
         seen: set = set()
         # Every shape holds a call: `T.commit()` / `T.commit_async().get()` as a statement's
         # value, or `client.transaction()` as a `with` item. Start from those calls.
@@ -191,11 +191,12 @@ class TransactionResultUnchecked(Rule):
 
     def _expected_to_raise(self, stmt: ast.stmt, scope_node: ast.AST) -> bool:
         """Inside ``with pytest.raises(...)`` / ``self.assertRaises(...)``: the test wants it to fail."""
-        node = self._parents.get(id(stmt))
+        parents = self.model.parents()
+        node = parents.get(id(stmt))
         while node is not None and node is not scope_node:
             if expects_exception(node):
                 return True
-            node = self._parents.get(id(node))
+            node = parents.get(id(node))
         return False
 
     # ---- the three shapes ---------------------------------------------------------------
