@@ -282,47 +282,14 @@ class ModuleModel:
     def _index_bodies(self) -> Dict[int, ast.AST]:
         """One pass over the module: every body's own nodes (`own_nodes`) and the parent map.
 
-        Rules scan function bodies and climb to parents all the time; each body is listed
-        in the order `_collect_own_nodes` gives and every node is read once. Leaves are not
-        opened: a Name's context node (shared by the parser) is neither listed nor mapped.
+        Rules scan function bodies and climb to parents all the time; every node is read
+        once, each body listed when its owner is reached.
         """
         parents: Dict[int, ast.AST] = {}
-        get, shared, lambda_type = _CHILDREN.get, _SHARED_NODE_TYPES, ast.Lambda
-        scope_types, name_type, constant_type = frozenset(_SCOPE_TYPES), ast.Name, ast.Constant
-        bodies = [self.tree]
+        bodies: List[ast.AST] = [self.tree]
         while bodies:
             owner = bodies.pop()
-            if owner.__class__ is lambda_type:
-                # A lambda's own nodes are its body; its defaults belong to no body.
-                for node in walk(owner.args):
-                    for child in get(node) or _child_nodes(node):
-                        if child.__class__ not in shared:
-                            parents[id(child)] = node
-                parents[id(owner.args)] = owner
-                stack = [owner.body]
-            else:
-                stack = list(get(owner) or _child_nodes(owner))
-            for child in stack:
-                parents[id(child)] = owner
-            nodes: List[ast.AST] = []
-            append, pop, extend = nodes.append, stack.pop, stack.extend
-            while stack:
-                node = pop()
-                append(node)
-                cls = node.__class__
-                if cls is name_type or cls is constant_type:
-                    continue  # leaves but for a Name's shared context node
-                if cls in scope_types:
-                    bodies.append(node)
-                    continue
-                children = get(node)
-                if children is None:
-                    children = _child_nodes(node)
-                for child in children:
-                    if child.__class__ not in shared:
-                        parents[id(child)] = node
-                extend(children)
-            _OWN_NODES[owner] = nodes
+            _OWN_NODES[owner] = _body_nodes(owner, parents, bodies)
         return parents
 
     def lookup(self, name: str, scope: Scope) -> Optional[Scope]:
@@ -1325,6 +1292,7 @@ _SHARED_NODE_TYPES = frozenset(
     for cls in base.__subclasses__()
 )
 _SCOPE_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+_SCOPE_CLASSES = frozenset(_SCOPE_TYPES)
 
 
 def child_nodes(node: ast.AST) -> Tuple[ast.AST, ...]:
@@ -1355,24 +1323,50 @@ _OWN_NODES: Dict[ast.AST, List[ast.AST]] = {}
 def _own_nodes(func: ast.AST) -> Iterator[ast.AST]:
     """Nodes of a function body, not descending into nested functions, lambdas or classes."""
     nodes = _OWN_NODES.get(func)
-    if nodes is None:
-        nodes = _OWN_NODES[func] = _collect_own_nodes(func)
+    if nodes is None:  # not a body of the model's index (a node built elsewhere)
+        nodes = _OWN_NODES[func] = _body_nodes(func, {}, [])
     return iter(nodes)
 
 
-def _collect_own_nodes(func: ast.AST) -> List[ast.AST]:
-    nodes = []
-    append = nodes.append
-    stack = list(_child_nodes(func)) if not isinstance(func, ast.Lambda) else [func.body]
-    pop, extend, get = stack.pop, stack.extend, _CHILDREN.get
+def _body_nodes(owner: ast.AST, parents: Dict[int, ast.AST], nested: List[ast.AST]) -> List[ast.AST]:
+    """The nodes of one body, each mapped to its parent in `parents`.
+
+    A def or class contributes everything under it but the bodies of the scopes nested in
+    it, which are listed (not opened) and appended to `nested`; a lambda, its body only
+    (its defaults run outside it: mapped, never listed). Leaves are not opened: a Name's
+    context node and the operator nodes, which the parser shares between parents, are
+    neither listed nor mapped.
+    """
+    get, shared = _CHILDREN.get, _SHARED_NODE_TYPES
+    if owner.__class__ is ast.Lambda:
+        for node in walk(owner.args):
+            for child in get(node) or _child_nodes(node):
+                if child.__class__ not in shared:
+                    parents[id(child)] = node
+        parents[id(owner.args)] = owner
+        stack = [owner.body]
+    else:
+        stack = list(get(owner) or _child_nodes(owner))
+    for child in stack:
+        parents[id(child)] = owner
+    nodes: List[ast.AST] = []
+    append, pop, extend = nodes.append, stack.pop, stack.extend
+    scope_types, name_type, constant_type = _SCOPE_CLASSES, ast.Name, ast.Constant
     while stack:
         node = pop()
         append(node)
-        if isinstance(node, _SCOPE_TYPES):
+        cls = node.__class__
+        if cls is name_type or cls is constant_type:
+            continue  # leaves but for a Name's shared context node
+        if cls in scope_types:
+            nested.append(node)
             continue
         children = get(node)
         if children is None:
             children = _child_nodes(node)
+        for child in children:
+            if child.__class__ not in shared:
+                parents[id(child)] = node
         extend(children)
     return nodes
 
