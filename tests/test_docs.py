@@ -11,7 +11,7 @@ from tests.cli_support import run_main
 from tests.fixture_harness import all_fixtures, engine_findings
 from zklint import docs
 from zklint.rules import all_rules
-from zklint.rules.base import Safety
+from zklint.findings import Safety
 
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs" / "rules"
 RULES = all_rules()

@@ -14,7 +14,7 @@ from zklint import output
 from zklint.engine import lint_source
 from zklint.fixer import apply_edits, fix_source
 from zklint.rules import all_rules
-from zklint.rules.base import Edit, Finding
+from zklint.findings import Edit, Finding
 from zklint.source import SourceFile
 
 SARIF_SCHEMA = Path("/work/shared/schemas/sarif-schema-2.1.0.json")

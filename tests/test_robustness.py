@@ -33,7 +33,8 @@ from zklint import cli as cli_module
 from zklint import engine
 from zklint.engine import check_bytes
 from zklint.rules import all_rules
-from zklint.rules.base import Edit, Rule, Safety
+from zklint.findings import Edit, Safety
+from zklint.rules.base import Rule
 from zklint.source import SourceFile
 
 ZK401 = [all_rules()["ZK401"]]

@@ -14,7 +14,8 @@ import sys
 from typing import Dict, List, Optional, Sequence, Type
 
 from zklint.rules import all_rules
-from zklint.rules.base import Rule, Safety, doc_pointer
+from zklint.findings import Safety
+from zklint.rules.base import Rule, doc_pointer
 
 DEFAULT_DIR = os.path.join("docs", "rules")
 INDEX = "README.md"

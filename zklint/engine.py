@@ -16,7 +16,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Type
 
 from zklint.model import ModuleModel
 from zklint.rules import all_rules
-from zklint.rules.base import Context, Finding, Rule, Safety
+from zklint.findings import Finding, Safety
+from zklint.rules.base import Context, Rule
 from zklint.source import SourceError, SourceFile, parse_module
 
 # Every rule needs a kazoo client, and a client needs the text "kazoo" or "Kazoo" in the

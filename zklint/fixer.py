@@ -22,7 +22,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Set, Tuple
 
 from zklint.lazy_import import libcst as cst  # imported on first use: fixes only
 
-from zklint.rules.base import Edit, Finding, Import
+from zklint.findings import Edit, Finding, Import, edits_overlap
 from zklint.source import SourceFile, parse_module
 
 MAX_PASSES = 10
@@ -309,19 +309,6 @@ def apply_edits(text: str, edits: Sequence[Edit]) -> str:
     return "".join(parts)
 
 
-def _overlaps(edit: Edit, taken: Sequence[Edit]) -> bool:
-    for other in taken:
-        if edit.start < other.end and other.start < edit.end:
-            return True
-        if edit.start == edit.end == other.start == other.end:
-            return True  # two insertions at one point: their order would be a guess
-        if edit.start == edit.end and other.start < edit.start < other.end:
-            return True
-        if other.start == other.end and edit.start < other.start < edit.end:
-            return True
-    return False
-
-
 @dataclass
 class FixOutcome:
     text: str
@@ -379,7 +366,7 @@ def fix_source(
             if not edits or _self_overlapping(edits):
                 refused.add((finding.code, finding.line, finding.col))
                 continue
-            if any(_overlaps(edit, taken) for edit in edits):
+            if any(edits_overlap(edit, taken) for edit in edits):
                 continue  # applied in a later pass, after a re-lint
             taken.extend(edits)
             accepted.append(finding)

@@ -33,7 +33,8 @@ from urllib.request import pathname2url
 from zklint import __version__
 from zklint.engine import FileReport
 from zklint.rules import all_rules
-from zklint.rules.base import Finding, Safety, doc_pointer
+from zklint.findings import Finding, Safety, edits_overlap
+from zklint.rules.base import doc_pointer
 from zklint.source import SourceError, SourceFile, parse_module
 
 FORMATS = ("full", "concise", "json", "sarif", "github", "gitlab")
@@ -96,7 +97,7 @@ def fix_edits(source: SourceFile, finding: Finding) -> List[FixEdit]:
         edits = list(finding.fix.build(source) or ())
         if edits and finding.fix.imports:
             added = fixer.import_edits(source, parse_module(source.text), finding.fix.imports)
-            if any(fixer._overlaps(edit, edits) for edit in added):
+            if any(edits_overlap(edit, edits) for edit in added):
                 return []  # the fixer would apply these in two passes; no single edit list says it
             edits += added
     except Exception:  # a fix that cannot be built is shown without edits, never a crash

@@ -9,59 +9,13 @@ a check-only run never pays for building a fix.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import TYPE_CHECKING, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple, Type
+
+from zklint.findings import Edit, Finding, Fix, Import, Safety
 
 if TYPE_CHECKING:
     from zklint.model import ModuleModel
     from zklint.source import SourceFile
-
-
-class Safety(Enum):
-    SAFE = "safe"  # keeps the program's intent: applied by --fix
-    UNSAFE = "unsafe"  # changes control flow or threading: needs --unsafe-fixes
-
-
-@dataclass(frozen=True)
-class Edit:
-    """Replace text[start:end] (character offsets) with `text`."""
-
-    start: int
-    end: int
-    text: str
-
-
-@dataclass(frozen=True)
-class Import:
-    """An import a fix's code needs: ``import module`` or ``from module import name``."""
-
-    module: str
-    name: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class Fix:
-    title: str
-    safety: Safety
-    # Computes the edits against the source the finding was made on; returns None when
-    # the code turns out to be a shape the fix cannot rewrite safely.
-    build: Callable[["SourceFile"], Optional[List[Edit]]] = field(compare=False, repr=False)
-    imports: Tuple[Import, ...] = ()
-
-
-@dataclass(frozen=True)
-class Finding:
-    code: str
-    message: str
-    line: int  # 1-based
-    col: int  # 0-based, in characters
-    end_line: int
-    end_col: int
-    fix: Optional[Fix] = field(default=None, compare=False)
-
-    def sort_key(self) -> tuple:
-        return (self.line, self.col, self.code)
 
 
 class Context:

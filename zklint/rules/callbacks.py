@@ -26,7 +26,8 @@ from zklint.fixer import FixError, parse_statement, statements_edit
 from zklint.flow import own_descendants
 from zklint.kazoo_api import Api
 from zklint.model import Callback, CallbackKind, ClientKey, FunctionNode, Scope, argument, child_nodes, keyword, walk
-from zklint.rules.base import Edit, Finding, Rule, Safety, register
+from zklint.findings import Edit, Finding, Safety
+from zklint.rules.base import Rule, register
 
 _DEF_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)

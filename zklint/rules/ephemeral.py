@@ -21,7 +21,8 @@ from zklint.model import (
     own_nodes,
     walk,
 )
-from zklint.rules.base import Edit, Finding, Import, Rule, Safety, register
+from zklint.findings import Edit, Finding, Import, Safety
+from zklint.rules.base import Rule, register
 
 _EXC = "kazoo.exceptions."
 # Handler types that catch NodeExistsError, and kazoo exceptions that do not.

@@ -20,7 +20,8 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 from zklint.fixer import FixError, parse_statement, statements_edit
 from zklint.flow import Flow, before, own_descendants, position
 from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, walk
-from zklint.rules.base import Edit, Finding, Import, Rule, Safety, register
+from zklint.findings import Edit, Finding, Import, Safety
+from zklint.rules.base import Rule, register
 
 
 START_METHODS = frozenset({"start", "start_async", "restart"})

@@ -10,7 +10,8 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 from zklint.fixer import FixError, parse_statement, statements_edit, with_block_indent
 from zklint.flow import expects_exception
 from zklint.model import ModuleModel, Scope, walk
-from zklint.rules.base import Edit, Finding, Import, Rule, Safety, register
+from zklint.findings import Edit, Finding, Import, Safety
+from zklint.rules.base import Rule, register
 
 ROLLED_BACK_ERROR = "kazoo.exceptions.RolledBackError"
 

@@ -10,7 +10,8 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 from zklint import cst_helpers
 from zklint.fixer import FixError, expression_edit, parse_expression
 from zklint.model import KAZOO_CLIENT, KAZOO_RETRY, Scope, argument, keyword
-from zklint.rules.base import Edit, Finding, Rule, Safety, register
+from zklint.findings import Edit, Finding, Safety
+from zklint.rules.base import Rule, register
 
 # KazooRetry(max_tries=1, delay=0.1, backoff=2, max_jitter=0.4, max_delay=60.0,
 #            ignore_expire=True, sleep_func=time.sleep, deadline=None, interrupt=None)
