@@ -29,6 +29,7 @@ from tests.cli_support import (
     write,
     zklint_command,
 )
+from zklint import checking as checking_module
 from zklint import cli as cli_module
 from zklint import engine
 from zklint.engine import check_bytes
@@ -283,14 +284,15 @@ def test_write_failure_leaves_the_original_and_no_temp_file(cli, tmp_path, monke
 def test_file_changed_while_being_checked(cli, tmp_path, monkeypatch):
     path = write(tmp_path / "bad.py", BAD)
     edited = BAD + "# edited by someone else meanwhile\n"
-    real = cli_module.check_bytes
+    real = checking_module.check_bytes
 
     def check_then_edit(*args, **kwargs):
         report = real(*args, **kwargs)
-        path.write_text(edited)
+        if kwargs.get("fix"):  # between reading the file to fix it and writing it back
+            path.write_text(edited)
         return report
 
-    monkeypatch.setattr(cli_module, "check_bytes", check_then_edit)
+    monkeypatch.setattr(checking_module, "check_bytes", check_then_edit)
     result = cli("check", "--fix", "--select", "ZK401", "bad.py")
     assert result.code == 2
     assert_one_error(result, "bad.py", "changed while being fixed")
@@ -300,15 +302,15 @@ def test_file_changed_while_being_checked(cli, tmp_path, monkeypatch):
 def test_file_removed_while_being_checked(cli, tmp_path, monkeypatch):
     path = write(tmp_path / "bad.py", BAD)
     write(tmp_path / "good.py", BAD)
-    real = cli_module.check_bytes
+    real = checking_module.check_bytes
 
     def check_then_remove(raw, name, *args, **kwargs):
         report = real(raw, name, *args, **kwargs)
-        if name.endswith("bad.py"):
+        if name.endswith("bad.py") and kwargs.get("fix"):
             path.unlink()
         return report
 
-    monkeypatch.setattr(cli_module, "check_bytes", check_then_remove)
+    monkeypatch.setattr(checking_module, "check_bytes", check_then_remove)
     result = cli("check", "--fix", "--select", "ZK401", "bad.py", "good.py")
     assert result.code == 2
     assert_one_error(result, "bad.py", "disappeared")
@@ -446,14 +448,14 @@ def test_a_check_that_raises_is_one_internal_error_line():
 def test_internal_error_through_the_cli(cli, tmp_path, monkeypatch):
     write(tmp_path / "a.py", BAD)
     write(tmp_path / "b.py", BAD.replace("max_tries=3", "max_tries=4"))
-    real = engine.lint_source
+    real = engine.lint_model
 
-    def lint_source(source, rules, options):
+    def lint_model(model, rules, source, options):
         if source.path.endswith("a.py"):
             raise ZeroDivisionError("boom")
-        return real(source, rules, options)
+        return real(model, rules, source, options)
 
-    monkeypatch.setattr(engine, "lint_source", lint_source)
+    monkeypatch.setattr(engine, "lint_model", lint_model)
     result = cli("check", "--select", "ZK401", "a.py", "b.py")
     assert result.code == 2
     assert_one_error(result, "a.py", "internal error", "ZeroDivisionError")
@@ -528,13 +530,13 @@ def test_recursion_in_the_model_is_caught_per_file(cli, tmp_path, monkeypatch):
     write(tmp_path / "b.py", BAD.replace("max_tries=3", "max_tries=4"))
     real = model.ModuleModel.__init__
 
-    def recursing(self, tree):
+    def recursing(self, tree, facts=None):
         if any(isinstance(n, ast.Constant) and n.value == 3 for n in ast.walk(tree)):
             def down(n):
                 return down(n + 1)
 
             down(0)
-        real(self, tree)
+        real(self, tree, facts)
 
     monkeypatch.setattr(model.ModuleModel, "__init__", recursing)
     result = cli("check", "--select", "ZK401", "a.py", "b.py")
@@ -695,14 +697,14 @@ def test_flake8_plugin_without_lines():
 def test_a_dying_worker_process_does_not_hang_the_run(cli, tmp_path, monkeypatch):
     for i in range(8):
         write(tmp_path / f"m{i}.py", BAD)
-    real = cli_module.run_job
+    real = checking_module.run_job
 
     def dying(job):
         if job.path.endswith("m3.py"):
             os._exit(9)  # as if killed for memory
         return real(job)
 
-    monkeypatch.setattr(cli_module, "run_job", dying)
+    monkeypatch.setattr(checking_module, "run_job", dying)
     start = time.monotonic()
     result = cli("check", "--select", "ZK401", "-j", "2", ".")
     assert time.monotonic() - start < 120

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from zklint import __version__
-from zklint.config import ConfigError, Settings, load_settings, split_codes
-from zklint.engine import FileReport, RuleSelection, UnknownSelector, check_bytes, internal_error
+from zklint.checking import CacheOptions, Job, check_files
+from zklint.config import ConfigError, Settings, find_pyproject, load_settings, split_codes
+from zklint.engine import FileReport, RuleSelection, UnknownSelector, check_bytes
 from zklint.files import Excluder, discover
+from zklint.project.cache import CACHE_ENV
 from zklint.rules import all_rules
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -74,7 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     files.add_argument("--extend-exclude", action="append", metavar="PATTERNS", help="patterns to skip in addition")
     files.add_argument("--no-respect-gitignore", action="store_true", help="do not skip files .gitignore lists")
     files.add_argument("--stdin-filename", metavar="PATH", help="the name of the file read from stdin")
-    files.add_argument("--config", metavar="PYPROJECT", help="use this pyproject.toml instead of the nearest one")
+    files.add_argument("--config", metavar="PYPROJECT",
+                       help="use this pyproject.toml for every file instead of the one nearest to each")
+    caching = check.add_argument_group("cache")
+    caching.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    caching.add_argument("--cache-dir", metavar="DIR",
+                         help=f"where the cache lives (default: ${CACHE_ENV}, "
+                              "else .zklint_cache/ at each project root)")
     output = check.add_argument_group("output")
     output.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings remain")
     output.add_argument("-q", "--quiet", action="store_true", help="print findings only, no summary")
@@ -112,107 +119,36 @@ def _normalise_argv(argv: Sequence[str]) -> List[str]:
     return ["check"] + argv
 
 
-@dataclass
-class Job:
-    """One file to check, with everything a worker process needs (picklable)."""
+class _SettingsResolver:
+    """Each file's settings: `[tool.zklint]` of the pyproject.toml nearest to it (as ruff
+    does), or the one --config names, with the command line's flags on top."""
 
-    path: str
-    codes: Tuple[str, ...]
-    options: Dict[str, object]
-    fix: bool
-    unsafe_fixes: bool
-    diff: bool
-    edits: bool = False  # compute each remaining fix's edits (json and sarif output)
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self._by_config: Dict[Optional[str], Settings] = {}
+        self._by_directory: Dict[str, Settings] = {}
 
+    def default(self) -> Settings:
+        """The settings of the current directory (or --config): file discovery's excludes."""
+        return self._load(self.args.config or find_pyproject("."))
 
-def run_job(job: Job) -> FileReport:
-    """Read, check and (for --fix) atomically rewrite one file. Never raises."""
-    try:
-        return _run_job(job)
-    except Exception as exc:  # a bug in a rule must not stop the other files
-        report = FileReport(job.path)
-        report.errors.append(internal_error(exc))
-        return report
+    def for_path(self, path: str) -> Settings:
+        if self.args.config:
+            return self.default()
+        directory = os.path.dirname(os.path.abspath(path))
+        found = self._by_directory.get(directory)
+        if found is None:
+            found = self._by_directory[directory] = self._load(find_pyproject(directory))
+        return found
 
-
-def _run_job(job: Job) -> FileReport:
-    from zklint.fixer import write_fixed
-
-    registry = all_rules()
-    rules = [registry[code] for code in job.codes]
-    try:
-        with open(job.path, "rb") as handle:
-            raw = handle.read()
-    except IsADirectoryError:
-        return FileReport(job.path, errors=["is a directory"])
-    except OSError as exc:
-        return FileReport(job.path, errors=[f"cannot read: {exc.strerror or exc}"])
-    report = check_bytes(raw, job.path, rules, job.options, fix=job.fix or job.diff, unsafe_fixes=job.unsafe_fixes)
-    if report.new_bytes is not None and job.fix and not job.diff:
-        problem = write_fixed(job.path, raw, report.new_bytes)
-        if problem is not None:
-            report.errors.append(problem)
-            report.findings = sorted(report.findings + report.fixed, key=lambda f: f.sort_key())
-            report.fixed = []
-    if not job.diff:
-        from zklint.output import annotate
-
-        annotate(report, report.new_bytes if report.new_bytes is not None and report.fixed else raw, job.edits)
-        report.old_text = report.new_text = None
-    report.new_bytes = None if not job.diff else report.new_bytes
-    return report
+    def _load(self, config: Optional[str]) -> Settings:
+        settings = self._by_config.get(config)
+        if settings is None:
+            settings = self._by_config[config] = _with_flags(load_settings(config), self.args)
+        return settings
 
 
-def _run_jobs(jobs: List[Job], processes: int) -> List[FileReport]:
-    if processes <= 1 or len(jobs) < 2 * processes:
-        return [_detached(run_job(job)) for job in jobs]
-    import multiprocessing
-
-    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    chunk = max(1, min(64, len(jobs) // (processes * 8)))
-    # Not multiprocessing.Pool: when a worker dies (killed for memory, a crash in C
-    # code) Pool.map waits forever; the executor reports the lost files instead.
-    from concurrent.futures import ProcessPoolExecutor
-
-    batches = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
-    reports: List[FileReport] = []
-    import gc
-
-    # Forked workers share the parent's objects; kept out of the collector's reach, the
-    # workers' collections neither scan them nor copy their pages (less memory, less CPU).
-    gc.freeze()
-    try:
-        with ProcessPoolExecutor(processes, mp_context=context) as pool:
-            futures = [pool.submit(_run_batch, batch) for batch in batches]
-            for batch, future in zip(batches, futures):
-                try:
-                    reports.extend(future.result())
-                except Exception as exc:  # BrokenProcessPool, or a report that cannot be sent back
-                    died = type(exc).__name__ == "BrokenProcessPool"
-                    reason = "a worker process died" if died else internal_error(exc)
-                    reports.extend(FileReport(job.path, errors=[f"not checked: {reason}"]) for job in batch)
-    finally:
-        gc.unfreeze()
-    return reports
-
-
-def _detached(report: FileReport) -> FileReport:
-    """The report as a worker process sends it back: fixes without their `build`.
-
-    A fix's builder closes over the rule, and so over the file's tree, model and source;
-    kept, a serial run would hold every analysed tree in memory until it ends.
-    """
-    report.__dict__.update(report.__getstate__())
-    return report
-
-
-def _run_batch(batch: List[Job]) -> List[FileReport]:
-    # Detached one by one: a batch's reports would otherwise hold all its trees until sent.
-    return [_detached(run_job(job)) for job in batch]
-
-
-def _resolve_settings(args: argparse.Namespace) -> Settings:
-    settings = load_settings(args.config)
+def _with_flags(settings: Settings, args: argparse.Namespace) -> Settings:
     for name in ("select", "ignore", "extend_select"):
         values = split_codes(getattr(args, name))
         if values is not None:
@@ -229,6 +165,10 @@ def _resolve_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def _excluder(settings: Settings) -> Excluder:
+    return Excluder(settings.root, settings.exclude + settings.extend_exclude, settings.respect_gitignore)
+
+
 def _selection(settings: Settings, extra_ignore: Sequence[str] = ()) -> RuleSelection:
     # per-file-ignores (extra_ignore) remove codes outright, whatever --select says.
     return RuleSelection(settings.select, settings.ignore, settings.extend_select, per_file_ignore=extra_ignore)
@@ -238,8 +178,9 @@ def check_command(args: argparse.Namespace) -> int:
     from zklint import output
 
     out, err = sys.stdout, sys.stderr
+    resolver = _SettingsResolver(args)
     try:
-        settings = _resolve_settings(args)
+        settings = resolver.default()
         _selection(settings)  # unknown selectors are a usage error, before any file is read
     except (ConfigError, UnknownSelector) as exc:
         err.write(f"zklint: error: {exc}\n")
@@ -254,20 +195,38 @@ def check_command(args: argparse.Namespace) -> int:
             return EXIT_ERROR
         return _check_stdin(args, settings, out, err)
 
-    excluder = Excluder(settings.root, settings.exclude + settings.extend_exclude, settings.respect_gitignore)
+    excluder = _excluder(settings)
     jobs: List[Job] = []
+    walked_from: Dict[str, Optional[str]] = {}
     errors: List[Tuple[str, str]] = []
-    selections: Dict[Tuple[str, ...], Tuple[str, ...]] = {}
-    for path, problem in discover(paths, excluder):
-        if problem is not None:
-            errors.append((path, problem))
-            continue
-        ignored = tuple(settings.ignored_for(path))
-        if ignored not in selections:
-            selections[ignored] = tuple(_selection(settings, ignored).codes)
-        jobs.append(Job(path, selections[ignored], settings.options, args.fix, args.unsafe_fixes, args.diff,
-                        edits=_wants_edits(args)))
-    reports = _run_jobs(jobs, args.jobs or os.cpu_count() or 1)
+    selections: Dict[Tuple[int, Tuple[str, ...]], Tuple[str, ...]] = {}
+    seen = set()
+    for given in paths:
+        for path, problem in discover([given], excluder):
+            key = os.path.realpath(path)
+            if key in seen:
+                continue
+            seen.add(key)
+            if problem is not None:
+                errors.append((path, problem))
+                continue
+            try:
+                file_settings = resolver.for_path(path)
+                if file_settings is not settings and _excluder(file_settings).excluded_with_parents(path):
+                    continue  # a nested pyproject.toml excludes it
+                ignored = tuple(file_settings.ignored_for(path))
+                selection = (id(file_settings), ignored)
+                if selection not in selections:
+                    selections[selection] = tuple(_selection(file_settings, ignored).codes)
+            except (ConfigError, UnknownSelector) as exc:
+                errors.append((path, str(exc)))
+                continue
+            walked_from[path] = given if os.path.isdir(given) else None
+            jobs.append(Job(path, selections[selection], file_settings.options, args.fix, args.unsafe_fixes,
+                            args.diff, edits=_wants_edits(args)))
+    # --diff promises to write nothing: it reads the cache but leaves it as it was.
+    cache = CacheOptions(enabled=not args.no_cache, directory=args.cache_dir, write=not args.diff)
+    reports = check_files(jobs, walked_from, excluder, args.jobs or os.cpu_count() or 1, cache)
     for report in reports:
         errors.extend((report.path, message) for message in report.errors)
 

@@ -14,9 +14,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Type
 
+from zklint.facts import ModuleFacts
 from zklint.model import ModuleModel
+from zklint.project.solve import solve_alone
+from zklint.project.summary import ModuleSummary, summarize
 from zklint.rules import all_rules
-from zklint.findings import Finding, Safety
+from zklint.findings import Finding, Safety, built_elsewhere
 from zklint.rules.base import Context, Rule
 from zklint.source import SourceError, SourceFile, parse_module
 
@@ -70,9 +73,34 @@ def lint_tree(
     rules: Iterable[Type[Rule]],
     source: Optional[SourceFile] = None,
     options: Optional[Dict[str, object]] = None,
+    facts: Optional[ModuleFacts] = None,
 ) -> List[Finding]:
-    """Run `rules` over one parsed module. Findings are sorted and deduplicated."""
-    context = Context(ModuleModel(tree), source, options or {})
+    """Run `rules` over one parsed module. Findings are sorted and deduplicated.
+
+    `facts` are what the project layer knows about the names the module uses (its
+    factories, its callers...); without them the module is its own project.
+    """
+    if facts is None:
+        model = ModuleModel(tree, standalone_identity(source.path if source is not None else None))
+        model.use_facts(solve_alone(summarize(model)))
+    else:
+        model = ModuleModel(tree, facts)
+    return lint_model(model, rules, source, options)
+
+
+def standalone_identity(path: Optional[str]) -> ModuleFacts:
+    """The name a file outside any project goes by: its file name's stem."""
+    stem = os.path.splitext(os.path.basename(path or ""))[0]
+    return ModuleFacts(module=stem if stem.isidentifier() else "__main__")
+
+
+def lint_model(
+    model: ModuleModel,
+    rules: Iterable[Type[Rule]],
+    source: Optional[SourceFile] = None,
+    options: Optional[Dict[str, object]] = None,
+) -> List[Finding]:
+    context = Context(model, source, options or {})
     findings = set()
     for rule_class in rules:
         findings.update(rule_class(context).check())
@@ -114,6 +142,10 @@ class FileReport:
     # the text of each finding's line, and fixes' edits as positions (json, sarif).
     lines: Dict[int, str] = field(default_factory=dict)
     fix_edits: Dict[tuple, list] = field(default_factory=dict)
+    # For the project layer (`check_bytes(summarize_as=...)`): the module's summary, and
+    # the fingerprint of the facts it was linted with when they were its own.
+    summary: Optional[ModuleSummary] = None
+    facts_fingerprint: Optional[str] = None
 
     def __getstate__(self) -> dict:
         # Reports cross process boundaries (``--jobs``); a fix's `build` is usually a
@@ -128,21 +160,25 @@ class FileReport:
         self.__dict__.update(state)
 
 
-def _built_elsewhere(source: SourceFile) -> None:
-    """The `build` of a fix whose finding was made in another process: nothing to apply."""
-    return None
-
-
 def _portable(finding: Finding) -> Finding:
-    if finding.fix is None or finding.fix.build is _built_elsewhere:
+    if finding.fix is None or finding.fix.build is built_elsewhere:
         return finding
-    return dataclasses.replace(finding, fix=dataclasses.replace(finding.fix, build=_built_elsewhere))
+    return dataclasses.replace(finding, fix=dataclasses.replace(finding.fix, build=built_elsewhere))
 
 
-def lint_source(source: SourceFile, rules: Sequence[Type[Rule]], options: Dict[str, object]) -> List[Finding]:
+def lint_source(
+    source: SourceFile,
+    rules: Sequence[Type[Rule]],
+    options: Dict[str, object],
+    facts: Optional[ModuleFacts] = None,
+) -> List[Finding]:
     """Parse and lint decoded source; `# noqa` applied. Raises SyntaxError, RecursionError."""
     tree = parse_module(source.text, source.path)
-    return [f for f in lint_tree(tree, rules, source, options) if not is_suppressed(f, source)]
+    return unsuppressed(lint_tree(tree, rules, source, options, facts), source)
+
+
+def unsuppressed(findings: List[Finding], source: SourceFile) -> List[Finding]:
+    return [f for f in findings if not is_suppressed(f, source)]
 
 
 def check_bytes(
@@ -152,8 +188,15 @@ def check_bytes(
     options: Optional[Dict[str, object]] = None,
     fix: bool = False,
     unsafe_fixes: bool = False,
+    facts: Optional[ModuleFacts] = None,
+    summarize_as: Optional[ModuleFacts] = None,
 ) -> FileReport:
     """Check one file's bytes; with `fix`, also compute the fixed bytes (never writes).
+
+    `facts`: what the project knows about the names this module uses. `summarize_as`
+    (the module's name in its project): also set ``report.summary`` for the project
+    layer; without `facts`, the module is then linted with what it says about itself,
+    and ``report.facts_fingerprint`` says which facts those were.
 
     Never raises: a file that cannot be decoded or parsed, is too deeply nested, or
     trips a bug in a rule gets one line in ``report.errors`` and the caller goes on
@@ -161,11 +204,24 @@ def check_bytes(
     """
     report = FileReport(path)
     options = options or {}
-    if KAZOO_MARKER not in raw or not rules:
+    if not (rules or summarize_as) or (KAZOO_MARKER not in raw and summarize_as is None):
         return report
     try:
         source = SourceFile.from_bytes(raw, path)
-        findings = lint_source(source, rules, options)
+        tree = parse_module(source.text, source.path)
+        if summarize_as is not None or facts is None:
+            model = ModuleModel(tree, summarize_as or standalone_identity(path))
+            summary = summarize(model)
+            if summarize_as is not None:
+                report.summary = summary
+            if facts is None:
+                facts = solve_alone(summary)
+                report.facts_fingerprint = facts.fingerprint()
+            model.use_facts(facts)
+        else:
+            model = ModuleModel(tree, facts)
+        findings = unsuppressed(lint_model(model, rules, source, options), source) if rules else []
+        del model
     except SourceError as exc:
         report.errors.append(str(exc))
         return report
@@ -187,7 +243,7 @@ def check_bytes(
     report.findings = findings
     if fix and any(f.fix is not None for f in findings):
         try:
-            _fix(report, source, raw, rules, options, unsafe_fixes)
+            _fix(report, source, raw, rules, options, unsafe_fixes, facts)
         except RecursionError:
             report.errors.append("too deeply nested to fix; left unfixed")
         except MemoryError:
@@ -197,13 +253,13 @@ def check_bytes(
     return report
 
 
-def _fix(report: FileReport, source: SourceFile, raw: bytes, rules, options, unsafe_fixes: bool) -> None:
+def _fix(report: FileReport, source: SourceFile, raw: bytes, rules, options, unsafe_fixes: bool, facts) -> None:
     from zklint.fixer import fix_source  # libcst is imported only when there is a fix
 
     def applicable(finding: Finding) -> bool:
         return unsafe_fixes or finding.fix.safety is Safety.SAFE
 
-    outcome = fix_source(source, lambda s: lint_source(s, rules, options), applicable, report.findings)
+    outcome = fix_source(source, lambda s: lint_source(s, rules, options, facts), applicable, report.findings)
     report.errors.extend(outcome.errors)
     if not outcome.changed:
         return

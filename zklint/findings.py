@@ -73,3 +73,9 @@ class Finding:
 
     def sort_key(self) -> tuple:
         return (self.line, self.col, self.code)
+
+
+def built_elsewhere(source: "SourceFile") -> None:
+    """The `build` of a fix whose finding was made elsewhere (another process, an earlier
+    run kept in the cache): only its title, safety and imports travel; nothing to apply."""
+    return None

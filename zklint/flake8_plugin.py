@@ -101,4 +101,10 @@ class ZkLintChecker:
             return []
         source = SourceFile("".join(self.lines), self.filename) if self.lines is not None else None
         options = dict(self.rule_options) if self.rule_options else None
-        return lint_tree(self.tree, RuleSelection().rules(), source, options)
+        facts = None
+        if self.filename and self.filename not in ("-", "stdin") and self.lines is not None:
+            # the same project facts as `zklint check` (the project is read once per process)
+            from zklint.checking import facts_for_file
+
+            facts = facts_for_file(self.filename, "".join(self.lines).encode("utf-8"))
+        return lint_tree(self.tree, RuleSelection().rules(), source, options, facts)

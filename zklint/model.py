@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
+from zklint.facts import NO_FACTS, ModuleFacts
+
 KAZOO_CLIENT = "kazoo.client.KazooClient"
 KAZOO_RETRY = "kazoo.retry.KazooRetry"
 KAZOO_STATE = "kazoo.protocol.states.KazooState"
@@ -175,8 +177,12 @@ _RECIPE_WATCHERS = {
 class ModuleModel:
     """Facts about one parsed module. Build once, query from every rule."""
 
-    def __init__(self, tree: ast.Module) -> None:
+    def __init__(self, tree: ast.Module, facts: Optional[ModuleFacts] = None) -> None:
         self.tree = tree
+        # What the project says about names this module uses (see zklint.facts); empty
+        # facts make every such answer "not known".
+        self.facts = facts if facts is not None else NO_FACTS
+        self._local_quals: Optional[Dict[int, str]] = None
         self.imports: Dict[str, Optional[str]] = {}  # local name -> qualified name (None: ambiguous)
         self.module_scope = Scope(tree, "module", None)
         self.scopes: Dict[ast.AST, Scope] = {tree: self.module_scope}
@@ -208,6 +214,29 @@ class ModuleModel:
         self._read_keys: Dict[tuple, Optional[ClientKey]] = {}  # see read_key
         self._attribute_chains: set = set()
         self._parents = self._index_bodies()
+
+    def use_facts(self, facts: ModuleFacts) -> None:
+        """Answer from now on with `facts` (same module name): forget every answer given so far.
+
+        The project layer summarises a module with the facts it has alone, then lints the
+        same model with the project's: the collector's walk and the index are kept.
+        """
+        assert facts.module == self.facts.module and facts.is_package == self.facts.is_package
+        self.facts = facts
+        self._qualnames.clear()
+        self._local_quals = None
+        self._client_names.clear()
+        self._client_attrs.clear()
+        self._self_assignment_index.clear()
+        self._client_classes = None
+        self._factories.clear()
+        self._client_calls = None
+        self._callbacks = None
+        self._client_reads = None
+        self._read_keys.clear()
+        self._attribute_chains = set()
+        for name in [name for name in self.__dict__ if name.startswith("_zk")]:
+            del self.__dict__[name]
 
     # ---- imports and qualified names ---------------------------------------------
 
@@ -243,7 +272,89 @@ class ModuleModel:
             name = qualified[len("kazoo.client."):]
             if name.split(".")[0] in _CLIENT_REEXPORTS:
                 return f"{_CLIENT_REEXPORTS[name.split('.')[0]]}.{name}"
+        if self.facts.aliases:
+            return self.facts.canonical(qualified)
         return qualified
+
+    def local_qualname(self, node: ast.AST) -> Optional[str]:
+        """The project-wide name of a def or class of this module: ``pkg.mod.func``,
+        ``pkg.mod.Class``, ``pkg.mod.Class.method`` (None for nested ones, or outside a project)."""
+        if self._local_quals is None:
+            quals: Dict[int, str] = {}
+            module = self.facts.module
+            if module is not None:
+                for stmt in self.tree.body:
+                    if isinstance(stmt, _DEF_TYPES + (ast.ClassDef,)):
+                        quals[id(stmt)] = f"{module}.{stmt.name}"
+                    if isinstance(stmt, ast.ClassDef):
+                        for member in stmt.body:
+                            if isinstance(member, _DEF_TYPES):
+                                quals[id(member)] = f"{module}.{stmt.name}.{member.name}"
+            self._local_quals = quals
+        return self._local_quals.get(id(node))
+
+    def callee(self, func: ast.AST, scope: Scope) -> Optional[str]:
+        """The project-wide name of what a call invokes: a def or class of this module
+        (``self.method`` too), or a name imported from another module."""
+        target = self._called_function(func, scope)
+        if target is None and isinstance(func, ast.Name):
+            owner = self.lookup(func.id, scope)
+            values = owner.bindings.get(func.id, ()) if owner is not None else ()
+            if len(values) == 1 and isinstance(values[0], ast.ClassDef):
+                target = values[0]
+        if target is not None:
+            return self.local_qualname(target)
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            cls = self.class_for_self(func.value.id, scope)
+            if cls is not None:
+                # self.method() defined in a base class: Base.method for the project to resolve
+                if func.attr in cls.bindings:
+                    return None
+                for base in cls.node.bases:  # type: ignore[attr-defined]
+                    base_qual = self.qualname(base) or self._local_class_qual(base)
+                    if base_qual is not None:
+                        return f"{base_qual}.{func.attr}"
+                return None
+        return self.qualname(func)
+
+    def _local_class_qual(self, expr: ast.AST) -> Optional[str]:
+        if isinstance(expr, ast.Name) and self.classes.get(expr.id) is not None:
+            if self.lookup(expr.id, self.module_scope) is self.module_scope:
+                return self.local_qualname(self.classes[expr.id])
+        return None
+
+    def project_factory(self, call: ast.Call, scope: Scope) -> Optional[bool]:
+        """None unless `call` calls a project factory; else whether that factory starts
+        the client before handing it back."""
+        qual = self.callee(call.func, scope)
+        if qual is None:
+            return None
+        return self.facts.factories.get(qual)
+
+    def call_effect(self, call: ast.Call, arg: ast.AST, scope: Scope) -> Optional[str]:
+        """What the callee does with the client `arg` it is given (USES/OWNS), when the
+        project shows it; None when it cannot tell."""
+        if not self.facts.param_effects:
+            return None
+        qual = self.callee(call.func, scope)
+        if qual is None:
+            return None
+        param = self.facts_parameter(qual, call, arg)
+        if param is None:
+            return None
+        return self.facts.param_effects.get((qual, param))
+
+    def facts_parameter(self, qual: str, call: ast.Call, arg: ast.AST) -> Optional[str]:
+        """The parameter of project function `qual` that `arg` of `call` binds."""
+        for kw in call.keywords:
+            if kw.value is arg:
+                return kw.arg  # None for **kwargs
+        if any(isinstance(a, ast.Starred) for a in call.args):
+            return None
+        for index, value in enumerate(call.args):
+            if value is arg:
+                return f"#{index}"  # positional: the project maps it to the parameter
+        return None
 
     def local_name_for(self, qualified: str) -> Optional[str]:
         """The expression text this module uses for `qualified`, if it imports it.
@@ -320,7 +431,7 @@ class ModuleModel:
                     if cls is None or name in found:
                         continue
                     for base in cls.bases:
-                        if self.qualname(base) in found or (
+                        if self.qualname(base) in found or self.qualname(base) in self.facts.client_classes or (
                             isinstance(base, ast.Name) and base.id in found and base.id in self.classes
                         ):
                             found.add(name)
@@ -330,7 +441,8 @@ class ModuleModel:
         return self._client_classes
 
     def is_client_class(self, expr: ast.AST) -> bool:
-        if self.qualname(expr) in self.client_classes:
+        qualified = self.qualname(expr)
+        if qualified in self.client_classes or qualified in self.facts.client_classes:
             return True
         return (
             isinstance(expr, ast.Name)
@@ -376,7 +488,23 @@ class ModuleModel:
             return True
         if isinstance(expr, ast.Call):
             factory = self._called_function(expr.func, scope)
-            return factory is not None and self.is_client_factory(factory)
+            if factory is not None and self.is_client_factory(factory):
+                return True
+            return self.project_factory(expr, scope) is not None
+        own = _own_client_branch(expr)
+        if own is not None:
+            # Bring your own client: `zk if zk is not None else KazooClient(...)` (or
+            # `zk or KazooClient(...)`): the caller's client or one built here.
+            built, given = own
+            return self.is_client_expr(built, scope) and self._given_client(given, scope)
+        return self.client_key(expr, scope) is not None
+
+    def _given_client(self, expr: ast.AST, scope: Scope) -> bool:
+        """The other branch of a bring-your-own-client choice: a parameter (or a client)."""
+        if isinstance(expr, ast.Name):
+            owner = self.lookup(expr.id, scope)
+            if owner is not None and expr.id in owner.params and len(owner.bindings.get(expr.id, ())) == 1:
+                return True
         return self.client_key(expr, scope) is not None
 
     def _called_function(self, func: ast.AST, scope: Scope) -> Optional[ast.AST]:
@@ -506,11 +634,18 @@ class ModuleModel:
         self._client_names[key] = None
         param = owner.params.get(name)
         if param is not None and len(owner.bindings.get(name, ())) == 1:
-            result = self.is_client_annotation(param.annotation)
+            result = self.is_client_annotation(param.annotation) or self._inferred_client_param(owner, name)
         else:
             result = self._all_clients(owner.bindings.get(name, ()), owner)
         self._client_names[key] = result
         return result
+
+    def _inferred_client_param(self, owner: Scope, name: str) -> bool:
+        """Every call site in the project passes a client for this parameter."""
+        if not self.facts.client_params:
+            return False
+        qual = self.local_qualname(owner.node)
+        return qual is not None and (qual, name) in self.facts.client_params
 
     def _attr_is_client(self, cls: Scope, attr: str) -> bool:
         key = (id(cls.node), attr)
@@ -527,6 +662,10 @@ class ModuleModel:
                 values.append((value, cls))
         values.extend(self._self_assignments(cls).get(attr, ()))
         result = (annotated and not values) or self._all_clients_in(values)
+        if not values and not annotated and self.facts.client_attrs:
+            # set by a base class, maybe in another module
+            qual = self.local_qualname(cls.node)
+            result = qual is not None and attr in self.facts.client_attrs.get(qual, ())
         self._client_attrs[key] = result
         return result
 
@@ -1156,12 +1295,17 @@ class _Collector:
                 local = alias.asname or alias.name.partition(".")[0]
                 qualified = alias.name if alias.asname else local
             else:
-                if node.level or node.module is None:
-                    continue  # relative imports name this project's modules, not kazoo
                 if alias.name == "*":
                     continue
+                base = node.module
+                if node.level:
+                    base = _absolute_module(self.model.facts, node.level, node.module)
+                    if base is None:
+                        continue  # outside a project a relative import names nothing known
+                if base is None:
+                    continue
                 local = alias.asname or alias.name
-                qualified = f"{node.module}.{alias.name}"
+                qualified = f"{base}.{alias.name}"
             # Imports anywhere in the module count; a name imported two ways is ambiguous.
             if local in imports and imports[local] != qualified:
                 imports[local] = None
@@ -1397,6 +1541,46 @@ def _escapes_before_return(func: ast.AST, returns: List[ast.expr]) -> bool:
         ):
             return True
     return False
+
+
+def _absolute_module(facts: ModuleFacts, level: int, module: Optional[str]) -> Optional[str]:
+    """``from ..x import y`` in module `facts.module`: the absolute name of ``..x``."""
+    if facts.module is None:
+        return None
+    parts = facts.module.split(".")
+    if not facts.is_package:
+        parts = parts[:-1]  # a module's own package is one level up
+    drop = level - 1
+    if drop > len(parts) or (drop == len(parts) and not module):
+        return None
+    base = parts[: len(parts) - drop] if drop else parts
+    if module:
+        base = base + [module]
+    return ".".join(base) if base else None
+
+
+def _own_client_branch(expr: ast.AST) -> Optional[Tuple[ast.expr, ast.expr]]:
+    """(built, given) for `given if given is not None else built`, its mirror images,
+    and `given or built`, where `built` is a call; None for anything else."""
+    if isinstance(expr, ast.IfExp):
+        for built, given in ((expr.orelse, expr.body), (expr.body, expr.orelse)):
+            if isinstance(built, ast.Call) and isinstance(given, ast.Name) and _tests_name(expr.test, given.id):
+                return built, given
+    elif isinstance(expr, ast.BoolOp) and isinstance(expr.op, ast.Or) and len(expr.values) == 2:
+        given, built = expr.values
+        if isinstance(given, ast.Name) and isinstance(built, ast.Call):
+            return built, given
+    return None
+
+
+def _tests_name(test: ast.AST, name: str) -> bool:
+    """`name`, `not name`, `name is None`, `name is not None`."""
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        test = test.operand
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], (ast.Is, ast.IsNot)):
+        if isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value is None:
+            test = test.left
+    return isinstance(test, ast.Name) and test.id == name
 
 
 def _own_returns(func: ast.AST) -> Iterator[ast.Return]:

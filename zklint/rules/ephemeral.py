@@ -21,6 +21,7 @@ from zklint.model import (
     own_nodes,
     walk,
 )
+from zklint.facts import USES
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
 
@@ -284,7 +285,11 @@ class _Ephemeral:
         if key.kind not in ("name", "attr"):
             return True
         if key.kind == "name" and key.name in key.scope.params:
-            return True  # a parameter: the caller owns the client and may add its listeners
+            # A parameter: the caller owns the client and may add its listeners, unless
+            # the project shows every caller and registers no listener anywhere.
+            facts = self.model.facts
+            qual = self.model.local_qualname(key.scope.node)
+            return facts.project_has_listeners or qual not in facts.visible_callers
         return key in self._handed_on()
 
     def _handed_on(self) -> set:
@@ -305,15 +310,18 @@ class _Ephemeral:
         def to_non_kazoo(call: ast.AST) -> bool:
             return call.__class__ is Call and not (model.qualname(call.func) or "").startswith("kazoo.")
 
-        for node, _, key in model.client_reads():
+        for node, scope, key in model.client_reads():
             if key in found:
                 continue
             parent = parents.get(id(node))
             kind = parent.__class__
             if kind is Call:
-                handed = parent.func is not node and to_non_kazoo(parent)  # recipes take the client
+                # recipes take the client; so does a callee the project shows only using it
+                handed = parent.func is not node and to_non_kazoo(parent)
+                handed = handed and model.call_effect(parent, node, scope) != USES
             elif kind is Starred or kind is keyword:  # f(*zk) / f(client=zk)
-                handed = to_non_kazoo(parents.get(id(parent)))
+                call = parents.get(id(parent))
+                handed = to_non_kazoo(call) and (kind is Starred or model.call_effect(call, node, scope) != USES)
             elif kind in returns or kind in containers:
                 handed = True
             elif kind is Dict:

@@ -20,6 +20,7 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 from zklint.fixer import FixError, parse_statement, statements_edit
 from zklint.flow import Flow, before, own_descendants, position
 from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, walk
+from zklint.facts import USES
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
 
@@ -79,6 +80,10 @@ class _Uses:
             # it with its owner: recipes never stop or close their client.
             if (self.model.qualname(call.func) or "").startswith("kazoo.recipe."):
                 return Use(node, scope, "test")
+            # A callee the project shows only using the client (no start/stop/close, no
+            # listener, not kept anywhere) leaves it with its owner: a use, not a hand-off.
+            if self.model.call_effect(call, node, scope) == USES:
+                return Use(node, scope, "test")
         if isinstance(parent, (ast.Compare, ast.BoolOp, ast.If, ast.While, ast.IfExp, ast.Assert, ast.FormattedValue)):
             if not isinstance(parent, (ast.If, ast.While, ast.IfExp, ast.Assert)) or parent.test is node:
                 return Use(node, scope, "test")
@@ -125,6 +130,20 @@ def _owned(model: ModuleModel, uses: List[Use]) -> bool:
     return all(model.is_client_expr(call, scope) for call, scope in constructions)
 
 
+def _started_by_factory(model: ModuleModel, key: ClientKey, uses: List[Use]) -> List[Use]:
+    """``zk = connect(hosts)`` where the project shows `connect` starting the client it
+    returns: the call is the start (as a use of its own, at the call)."""
+    if key.kind != "name" or not uses:
+        return []
+    constructions = model.constructions(uses[0].node, uses[0].scope)
+    if not constructions or len(constructions) != 1:
+        return []
+    call, scope = constructions[0]
+    if not model.project_factory(call, scope):
+        return []
+    return [Use(call, scope, "attr", "start", call)]
+
+
 def _text(key: ClientKey, use: Use) -> str:
     if key.kind == "attr":
         return f"{use.node.value.id}.{key.name}"  # type: ignore[union-attr]
@@ -139,10 +158,13 @@ def _refs(uses: List[Use], *methods: str) -> List[Use]:
     return [u for u in uses if u.kind == "attr" and u.attr in methods]
 
 
-def _statement_call(flow: Flow, call: ast.Call) -> Optional[ast.Expr]:
-    """The ``<call>`` expression statement when the call is a statement of its own."""
+def _statement_call(flow: Flow, call: ast.Call) -> Optional[ast.stmt]:
+    """The ``<call>`` expression statement when the call is a statement of its own (or
+    the whole value of a plain ``name = <call>``, as a starting factory's call is)."""
     stmt = flow.statement_of(call)
     if isinstance(stmt, ast.Expr) and stmt.value is call:
+        return stmt
+    if isinstance(stmt, ast.Assign) and stmt.value is call and all(isinstance(t, ast.Name) for t in stmt.targets):
         return stmt
     return None
 
@@ -229,7 +251,7 @@ class ClientNotStopped(Rule):
         model = self.model
         index = _uses(model)
         for key, uses in index.by_key.items():
-            starts = _called(uses, "start", "start_async")
+            starts = _called(uses, "start", "start_async") or _started_by_factory(model, key, uses)
             if not starts or not _owned(model, uses):
                 continue
             if any(u.kind == "escape" for u in uses):

@@ -1,0 +1,396 @@
+"""Checking many files: their projects, the worker processes, the cache.
+
+The CLI hands over the files to check; this module finds each file's project, reads the
+project's modules, and runs the engine in two rounds:
+
+1. Every file that names kazoo and has no cached summary is parsed once, in a worker:
+   the worker summarises it for the project layer and, for a file being checked, lints
+   it with the facts it has alone (and says which facts those were).
+2. The summaries are settled into project facts. A checked file whose facts turned out
+   the same as its own keeps its first-round findings; any other is linted again with
+   the project's facts (or its findings are taken from the cache, which keys them by the
+   file's digest, its facts' fingerprint and the settings).
+
+With --fix or --diff the first round only summarises, and every checked file is linted
+(and fixed) with the project's facts in the second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from zklint.engine import FileReport, check_bytes, internal_error
+from zklint.facts import ModuleFacts
+from zklint.files import Excluder, discover
+from zklint.project import Project
+from zklint.project.cache import Cache, cache_dir_for
+from zklint.project.layout import Layout
+from zklint.rules import all_rules
+
+
+@dataclass
+class Job:
+    """One file to check, with everything a worker process needs (picklable)."""
+
+    path: str
+    codes: Tuple[str, ...]
+    options: Dict[str, object]
+    fix: bool
+    unsafe_fixes: bool
+    diff: bool
+    edits: bool = False  # compute each remaining fix's edits (json and sarif output)
+    facts: Optional[ModuleFacts] = None  # the project's facts for this module
+    summarize_as: Optional[ModuleFacts] = None  # round 1: summarise (and lint alone)
+    report: bool = True  # False: a project file read only for its summary
+
+    def settings_key(self) -> str:
+        return json.dumps([sorted(self.codes), sorted(self.options.items(), key=lambda kv: kv[0])], default=str)
+
+
+def run_job(job: Job) -> FileReport:
+    """Read, check and (for --fix) atomically rewrite one file. Never raises."""
+    try:
+        return _run_job(job)
+    except Exception as exc:  # a bug in a rule must not stop the other files
+        report = FileReport(job.path)
+        report.errors.append(internal_error(exc))
+        return report
+
+
+def _run_job(job: Job) -> FileReport:
+    from zklint.fixer import write_fixed
+
+    registry = all_rules()
+    rules = [registry[code] for code in job.codes] if job.report else []
+    try:
+        with open(job.path, "rb") as handle:
+            raw = handle.read()
+    except IsADirectoryError:
+        return FileReport(job.path, errors=["is a directory"])
+    except OSError as exc:
+        return FileReport(job.path, errors=[f"cannot read: {exc.strerror or exc}"])
+    fixing = (job.fix or job.diff) and job.summarize_as is None
+    report = check_bytes(
+        raw, job.path, rules, job.options, fix=fixing, unsafe_fixes=job.unsafe_fixes,
+        facts=job.facts, summarize_as=job.summarize_as,
+    )
+    if not job.report:
+        report.errors = []  # a file only read for the project: its own check reports those
+        return report
+    if report.new_bytes is not None and job.fix and not job.diff:
+        problem = write_fixed(job.path, raw, report.new_bytes)
+        if problem is not None:
+            report.errors.append(problem)
+            report.findings = sorted(report.findings + report.fixed, key=lambda f: f.sort_key())
+            report.fixed = []
+    if not job.diff:
+        from zklint.output import annotate
+
+        annotate(report, report.new_bytes if report.new_bytes is not None and report.fixed else raw, job.edits)
+        report.old_text = report.new_text = None
+    report.new_bytes = None if not job.diff else report.new_bytes
+    return report
+
+
+def run_jobs(jobs: List[Job], processes: int) -> List[FileReport]:
+    if processes <= 1 or len(jobs) < 2 * processes:
+        return [_detached(run_job(job)) for job in jobs]
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    chunk = max(1, min(64, len(jobs) // (processes * 8)))
+    # Not multiprocessing.Pool: when a worker dies (killed for memory, a crash in C
+    # code) Pool.map waits forever; the executor reports the lost files instead.
+    from concurrent.futures import ProcessPoolExecutor
+
+    batches = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
+    reports: List[FileReport] = []
+    import gc
+
+    # Forked workers share the parent's objects; kept out of the collector's reach, the
+    # workers' collections neither scan them nor copy their pages (less memory, less CPU).
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(processes, mp_context=context) as pool:
+            futures = [pool.submit(_run_batch, batch) for batch in batches]
+            for batch, future in zip(batches, futures):
+                try:
+                    reports.extend(future.result())
+                except Exception as exc:  # BrokenProcessPool, or a report that cannot be sent back
+                    died = type(exc).__name__ == "BrokenProcessPool"
+                    reason = "a worker process died" if died else internal_error(exc)
+                    reports.extend(FileReport(job.path, errors=[f"not checked: {reason}"]) for job in batch)
+    finally:
+        gc.unfreeze()
+    return reports
+
+
+def _detached(report: FileReport) -> FileReport:
+    """The report as a worker process sends it back: fixes without their `build`.
+
+    A fix's builder closes over the rule, and so over the file's tree, model and source;
+    kept, a serial run would hold every analysed tree in memory until it ends.
+    """
+    report.__dict__.update(report.__getstate__())
+    return report
+
+
+def _run_batch(batch: List[Job]) -> List[FileReport]:
+    # Detached one by one: a batch's reports would otherwise hold all its trees until sent.
+    return [_detached(run_job(job)) for job in batch]
+
+
+# ---- projects -------------------------------------------------------------------------------
+
+
+@dataclass
+class CacheOptions:
+    enabled: bool = True
+    directory: Optional[str] = None  # --cache-dir (else ZKLINT_CACHE_DIR, else per project)
+    write: bool = True
+
+
+class Projects:
+    """The projects of one run, by root; each read once."""
+
+    def __init__(self, excluder: Excluder, cache: CacheOptions) -> None:
+        self.layout = Layout()
+        self.excluder = excluder
+        self.cache = cache
+        self.by_root: Dict[str, Project] = {}
+        self._of_file: Dict[str, Project] = {}
+
+    def project_of(self, path: str, walked_from: Optional[str]) -> Project:
+        """The project of a file to check. Without a root marker above it, the project is
+        the directory that was walked to find it, or for a file named on its own its
+        directory's files (never a walk of everything below an unmarked directory)."""
+        key = os.path.abspath(path)
+        known = self._of_file.get(key)
+        if known is not None:
+            return known
+        root = self.layout.marked_root(key)
+        recursive = True
+        if root is None:
+            if walked_from is not None:
+                root = os.path.abspath(walked_from)
+            else:
+                root, recursive = os.path.dirname(key), False
+        project = self.by_root.get(root)
+        if project is None:
+            cache = None
+            if self.cache.enabled:
+                cache = Cache(cache_dir_for(root, self.cache.directory), root)
+            project = self.by_root[root] = Project(root, self.layout, cache)
+            project.recursive = recursive  # type: ignore[attr-defined]
+        self._of_file[key] = project
+        return project
+
+    def read_all(self, given: Sequence[Tuple[str, bytes]]) -> None:
+        """Read every project's modules (the files given first, as they are now)."""
+        for path, raw in given:
+            self._of_file[os.path.abspath(path)].add(path, raw)
+        for project in self.by_root.values():
+            project.scan(self._project_files(project), _read_bytes)
+
+    def _project_files(self, project: Project):
+        if getattr(project, "recursive", True):
+            for path, problem in discover([project.root], self.excluder):
+                if problem is None:
+                    yield path
+        else:
+            try:
+                names = sorted(os.listdir(project.root))
+            except OSError:
+                return
+            for name in names:
+                if name.endswith(".py"):
+                    path = os.path.join(project.root, name)
+                    if os.path.isfile(path) and not self.excluder.excluded(path, False):
+                        yield path
+
+    def save(self) -> None:
+        if self.cache.write:
+            for project in self.by_root.values():
+                project.save_cache()
+
+
+def _read_bytes(path: str) -> Optional[bytes]:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def check_files(
+    jobs: List[Job],
+    walked_from: Dict[str, Optional[str]],
+    excluder: Excluder,
+    processes: int,
+    cache: CacheOptions,
+) -> List[FileReport]:
+    """Check `jobs` with the facts of their projects; one report per job, in job order."""
+    projects = Projects(excluder, cache)
+    given: List[Tuple[str, bytes]] = []
+    unread: Dict[str, FileReport] = {}
+    for job in jobs:
+        projects.project_of(job.path, walked_from.get(job.path))
+        raw = _read_bytes(job.path)
+        if raw is None:
+            unread[job.path] = run_job(job)  # the reading error, as a report
+        else:
+            given.append((job.path, raw))
+    projects.read_all(given)
+    checking = (lambda job: not (job.fix or job.diff))
+    by_path = {os.path.abspath(job.path): job for job in jobs if job.path not in unread}
+
+    # Round 1: summaries (and, when checking only, a first lint with the module's own facts).
+    first_reports: Dict[str, FileReport] = {}
+    todo = list(projects.by_root.values())
+    while todo:
+        first: List[Job] = []
+        owners: List[Tuple[Project, object]] = []
+        for project in todo:
+            for entry in project.missing():
+                job = by_path.get(entry.path)
+                if job is not None and entry.names_kazoo:
+                    first.append(_replace(job, summarize_as=entry.identity, facts=None, report=checking(job)))
+                else:
+                    first.append(Job(entry.path, (), {}, False, False, False, summarize_as=entry.identity,
+                                     report=False))
+                owners.append((project, entry))
+        for job, (project, entry), report in zip(first, owners, run_jobs(first, processes)):
+            project.set_summary(entry, report.summary)
+            report.summary = None
+            if job.report:
+                first_reports[entry.path] = report
+        # files that wrap or re-export the kazoo modules without naming kazoo: next round
+        todo = [project for project in todo if project.pull_in_wrappers()]
+
+    # Round 2: the project's facts.
+    reports: Dict[str, FileReport] = {}
+    second: List[Job] = []
+    pending: List[Tuple[Job, Project, str]] = []
+    for job in jobs:
+        if job.path in unread:
+            continue
+        key = os.path.abspath(job.path)
+        project = projects.project_of(job.path, None)
+        entry = project.module_file(job.path)
+        if entry is None or not entry.names_kazoo:
+            reports[job.path] = FileReport(job.path)
+            continue
+        facts = project.facts_for(job.path)
+        fingerprint = facts.fingerprint()
+        early = first_reports.get(key)
+        if early is not None and (early.errors or early.facts_fingerprint == fingerprint):
+            reports[job.path] = early
+            _remember(project, entry.digest, fingerprint, job, early)
+            continue
+        cached = _cached(project, entry.digest, fingerprint, job)
+        if cached is not None:
+            reports[job.path] = cached
+            continue
+        second.append(_replace(job, facts=facts, summarize_as=None))
+        pending.append((job, project, fingerprint))
+    for (job, project, fingerprint), report in zip(pending, run_jobs(second, processes)):
+        reports[job.path] = report
+        entry = project.module_file(job.path)
+        if entry is not None:
+            _remember(project, entry.digest, fingerprint, job, report)
+    projects.save()
+    reports.update(unread)
+    return [reports[job.path] for job in jobs]
+
+
+def _replace(job: Job, **changes) -> Job:
+    values = dict(job.__dict__)
+    values.update(changes)
+    return Job(**values)
+
+
+def _cacheable(job: Job) -> bool:
+    return not (job.fix or job.diff or job.edits)
+
+
+def _cached(project: Project, file_digest: str, fingerprint: str, job: Job) -> Optional[FileReport]:
+    if project.cache is None or not _cacheable(job):
+        return None
+    found = project.cache.get_findings(Cache.findings_key(file_digest, fingerprint, job.settings_key()))
+    if found is None:
+        return None
+    report = FileReport(job.path, findings=found[0])
+    report.lines = found[1]
+    return report
+
+
+def _remember(project: Project, file_digest: str, fingerprint: str, job: Job, report: FileReport) -> None:
+    if project.cache is None or not _cacheable(job) or report.errors:
+        return
+    project.cache.put_findings(
+        Cache.findings_key(file_digest, fingerprint, job.settings_key()), report.findings, report.lines
+    )
+
+
+# ---- one file at a time: the flake8 plugin and the language server ----------------------------
+
+_OPEN_PROJECTS: Dict[str, Project] = {}
+
+
+def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = True) -> Optional[ModuleFacts]:
+    """The project facts for one file, from a project read once per process.
+
+    `text` is the file's current content when it differs from the disk (an editor's
+    buffer). The project is found as the CLI finds it (the nearest root marker; without
+    one, the current directory when the file is below it, else the file's directory),
+    read with the excludes of the root's configuration, and summarised in process.
+    """
+    from zklint.config import find_pyproject, load_settings
+
+    key = os.path.abspath(path)
+    layout = _LAYOUT[0]
+    root = layout.marked_root(key)
+    recursive = True
+    if root is None:
+        cwd = os.path.abspath(".")
+        root, recursive = (cwd, True) if key.startswith(cwd + os.sep) else (os.path.dirname(key), False)
+    project = _OPEN_PROJECTS.get(root)
+    if project is None:
+        try:
+            settings = load_settings(find_pyproject(root), start=root)
+        except Exception:  # a broken configuration is the CLI's to report; use defaults here
+            from zklint.config import Settings
+
+            settings = Settings(root=root)
+        excluder = Excluder(settings.root, settings.exclude + settings.extend_exclude, settings.respect_gitignore)
+        cache = None
+        if use_cache:
+            cache = Cache(cache_dir_for(root), root)
+        project = _OPEN_PROJECTS[root] = Project(root, layout, cache)
+        project.recursive = recursive  # type: ignore[attr-defined]
+        holder = Projects(excluder, CacheOptions(enabled=use_cache))
+        holder.by_root[root] = project
+        project.scan(holder._project_files(project), _read_bytes)
+        project.summarize_missing()
+        project.save_cache()
+    if text is not None:
+        project.add(key, text, unsaved=True)
+    elif key not in project.files:
+        raw = _read_bytes(key)
+        if raw is None:
+            return None
+        project.add(key, raw)
+    project.summarize_missing()
+    return project.facts_for(key)
+
+
+def forget_projects() -> None:
+    """Drop the projects read so far (a long-lived process whose files changed on disk)."""
+    _OPEN_PROJECTS.clear()
+
+
+_LAYOUT = [Layout()]

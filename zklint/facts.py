@@ -1,0 +1,92 @@
+"""What the rest of the project tells one module: the answers of the project layer.
+
+A `ModuleModel` sees one file. Whether `connect()` imported from another module hands
+back a started client, whether an unannotated parameter always receives a client, or
+whether a helper that is given the client keeps it, are facts about other modules (or
+about this module's callers). `zklint.project` works them out for the whole project and
+gives each module a `ModuleFacts`: plain data, small (only what that module can ask
+about), picklable (it travels to worker processes) and comparable (the cache keys a
+module's findings by it).
+
+Without a project (an empty `ModuleFacts`) every answer is "not known", and the model
+falls back on what the module itself shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, Optional, Tuple
+
+# What a callee does with a client it is given (`param_effects`): it only calls the
+# client's operations (the caller keeps owning it), or anything else (stores, returns,
+# starts/stops/closes it, registers listeners on it, passes it where the project cannot
+# see): the callee may own it.
+USES = "uses"
+OWNS = "owns"
+
+
+@dataclass
+class ModuleFacts:
+    module: Optional[str] = None  # this module's dotted name; None outside a project
+    is_package: bool = False  # an __init__.py: relative imports start at the module itself
+    # re-exported name -> where it is defined (pkg.get_client -> pkg.connection.get_client)
+    aliases: Dict[str, str] = field(default_factory=dict)
+    client_classes: FrozenSet[str] = frozenset()  # project classes that are KazooClients
+    # project functions and methods that return a client -> whether they start it first
+    factories: Dict[str, bool] = field(default_factory=dict)
+    # (function, parameter) that always receives a client: annotated, or every call site
+    # in the project passes one and no caller can be out of sight
+    client_params: FrozenSet[Tuple[str, str]] = frozenset()
+    # (function, parameter) -> USES or OWNS, for parameters some caller passes a client to
+    param_effects: Dict[Tuple[str, str], str] = field(default_factory=dict)
+    # class -> attributes that hold a client, set in that class or a base class
+    client_attrs: Dict[str, FrozenSet[str]] = field(default_factory=dict)
+    # functions whose every caller the project shows (none passes them on as a value)
+    visible_callers: FrozenSet[str] = frozenset()
+    # any state listener registered anywhere in the project (add_listener)
+    project_has_listeners: bool = True
+    # project functions that block: qual -> what they do ("calls time.sleep()")
+    blocking: Dict[str, str] = field(default_factory=dict)
+    # project functions that make a synchronous client call: qual -> the call ("zk.get()")
+    synchronous: Dict[str, str] = field(default_factory=dict)
+
+    def canonical(self, qualified: str) -> str:
+        """Follow re-exports to the defining module (bounded: alias cycles end)."""
+        for _ in range(20):
+            target = self.aliases.get(qualified)
+            if target is None:
+                head, dot, tail = qualified.rpartition(".")
+                # pkg.mod.Class.method where pkg.mod.Class is re-exported
+                while head and dot:
+                    moved = self.aliases.get(head)
+                    if moved is not None:
+                        target = f"{moved}.{qualified[len(head) + 1:]}"
+                        break
+                    head, dot, tail = head.rpartition(".")
+                if target is None:
+                    return qualified
+            qualified = target
+        return qualified
+
+    def fingerprint(self) -> str:
+        """A digest of every fact: equal digests, equal answers (the cache's key)."""
+        data = {
+            "module": self.module,
+            "is_package": self.is_package,
+            "aliases": sorted(self.aliases.items()),
+            "client_classes": sorted(self.client_classes),
+            "factories": sorted(self.factories.items()),
+            "client_params": sorted(self.client_params),
+            "param_effects": sorted((list(k), v) for k, v in self.param_effects.items()),
+            "client_attrs": sorted((k, sorted(v)) for k, v in self.client_attrs.items()),
+            "visible_callers": sorted(self.visible_callers),
+            "project_has_listeners": self.project_has_listeners,
+            "blocking": sorted(self.blocking.items()),
+            "synchronous": sorted(self.synchronous.items()),
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+NO_FACTS = ModuleFacts()

@@ -1,0 +1,223 @@
+"""The project layer: follow a client across calls, attributes and modules.
+
+A `Project` is the set of Python files under one project root (the nearest directory
+above a file holding pyproject.toml, setup.cfg, setup.py or .git). Each file that names
+kazoo gets a summary (`summary.py`: what it defines and exports about clients); the
+summaries are settled together into project-wide facts (`solve.py`), and each module is
+linted with the facts it can ask about (`Solution.view`). Files that never name kazoo
+are not parsed; their text only tells which function names they mention (their calls
+are out of sight, so those functions' parameters are not inferred).
+
+The CLI computes summaries in its worker processes (the same parse as the lint); the
+flake8 plugin and the language server call `Project.summarize_missing`, which does it in
+process. Summaries and findings are cached on disk (`cache.py`).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+
+from zklint.facts import ModuleFacts
+from zklint.model import ModuleModel
+from zklint.project.cache import Cache, digest
+from zklint.project.layout import Layout
+from zklint.project.solve import Solution, solve_alone
+from zklint.project.summary import ModuleSummary, summarize
+from zklint.source import SourceFile, parse_module
+
+KAZOO_MARKER = b"azoo"  # as the engine's pre-filter: a client needs kazoo named in the file
+_IDENTIFIER = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass
+class ModuleFile:
+    path: str
+    module: str
+    is_package: bool
+    digest: str
+    names_kazoo: bool
+    summary: Optional[ModuleSummary] = None
+    unreadable: bool = False  # could not be summarised (syntax error...): no facts from it
+    # For a file that never names kazoo: the identifiers it uses, read when the project
+    # needs them; and whether it is summarised anyway (it wraps or re-exports what the
+    # project's kazoo modules define).
+    identifiers: Optional[FrozenSet[bytes]] = None
+    wanted: bool = False
+    text: Optional[bytes] = None  # unsaved editor text standing in for the file
+
+    @property
+    def identity(self) -> ModuleFacts:
+        """The facts a module has before the project is known: its name."""
+        return ModuleFacts(module=self.module, is_package=self.is_package)
+
+
+# How many times files that wrap the kazoo modules are pulled in (a wrapper of a wrapper...)
+_WRAPPER_ROUNDS = 3
+
+
+class Project:
+    def __init__(self, root: str, layout: Optional[Layout] = None, cache: Optional[Cache] = None) -> None:
+        self.root = os.path.abspath(root)
+        self.layout = layout or Layout()
+        self.cache = cache
+        self.files: Dict[str, ModuleFile] = {}  # absolute path -> file
+        self._solution: Optional[Solution] = None
+        self._wrapper_rounds = 0
+
+    # ---- reading the project --------------------------------------------------------------
+
+    def add(self, path: str, raw: bytes, unsaved: bool = False) -> ModuleFile:
+        """Take in one file's current bytes (a file on disk, or an editor's unsaved text)."""
+        key = os.path.abspath(path)
+        module, is_package = self.layout.module_of(key, self.root)
+        names_kazoo = KAZOO_MARKER in raw
+        file_digest = digest(raw)
+        known = self.files.get(key)
+        if known is not None and known.digest == file_digest:
+            return known
+        entry = ModuleFile(key, module, is_package, file_digest, names_kazoo, text=raw if unsaved else None)
+        if self.cache is not None and names_kazoo:
+            entry.summary = self.cache.summary(file_digest)
+        if known is not None and known.wanted and not names_kazoo:
+            entry.wanted = True
+            entry.identifiers = frozenset(_IDENTIFIER.findall(raw))
+            if self.cache is not None:
+                entry.summary = self.cache.summary(file_digest)
+        self.files[key] = entry
+        self._solution = None
+        return entry
+
+    def scan(self, paths: Iterable[str], read: Callable[[str], Optional[bytes]]) -> None:
+        """Take in every file of `paths` (the project's files); unreadable ones are skipped."""
+        for path in paths:
+            if os.path.abspath(path) in self.files:
+                continue
+            raw = read(path)
+            if raw is not None:
+                self.add(path, raw)
+
+    def missing(self) -> List[ModuleFile]:
+        """Files to summarise that have no summary yet: those naming kazoo, and wrappers."""
+        return [
+            f for f in self.files.values()
+            if (f.names_kazoo or f.wanted) and f.summary is None and not f.unreadable
+        ]
+
+    def pull_in_wrappers(self) -> bool:
+        """Mark for summarising the files that never name kazoo but mention a function or
+        class the summarised modules define (`from .connection import connect` in an
+        ``__init__``, a `get_zk()` wrapping it): the facts pass through them. True when
+        some were added (summarise them, then ask again; bounded)."""
+        if self._wrapper_rounds >= _WRAPPER_ROUNDS:
+            return False
+        self._wrapper_rounds += 1
+        names: Set[bytes] = set()
+        for entry in self.files.values():
+            if entry.summary is not None:
+                for qual in list(entry.summary.functions) + list(entry.summary.classes):
+                    names.update(part.encode() for part in qual.split(".")[-2:])
+                names.add(entry.module.rpartition(".")[2].encode())
+        if not names:
+            return False
+        added = False
+        for entry in self.files.values():
+            if entry.names_kazoo or entry.wanted:
+                continue
+            identifiers = self._identifiers(entry)
+            if b"import" in identifiers and not identifiers.isdisjoint(names):
+                entry.wanted = True
+                if self.cache is not None:
+                    entry.summary = self.cache.summary(entry.digest)
+                added = True
+        if added:
+            self._solution = None
+        return added
+
+    def _identifiers(self, entry: ModuleFile) -> FrozenSet[bytes]:
+        if entry.identifiers is None:
+            raw = entry.text if entry.text is not None else _read(entry.path)
+            entry.identifiers = frozenset(_IDENTIFIER.findall(raw or b""))
+        return entry.identifiers
+
+    def _mentioned_outside(self, names: Tuple[str, ...]) -> bool:
+        """Does a project file that was not summarised write all of `names`?"""
+        wanted = {name.encode() for name in names}
+        return any(
+            wanted <= self._identifiers(f)
+            for f in self.files.values()
+            if not f.names_kazoo and f.summary is None
+        )
+
+    def set_summary(self, entry: ModuleFile, summary: Optional[ModuleSummary]) -> None:
+        if summary is None:
+            entry.unreadable = True
+        else:
+            entry.summary = summary
+            if self.cache is not None:
+                self.cache.put_summary(entry.digest, summary)
+        self._solution = None
+
+    def summarize_missing(self) -> None:
+        """Summarise, in this process, every file that needs it (flake8, the language server)."""
+        while True:
+            for entry in self.missing():
+                raw = entry.text if entry.text is not None else _read(entry.path)
+                self.set_summary(entry, summarize_bytes(raw, entry) if raw is not None else None)
+            if not self.pull_in_wrappers():
+                return
+
+    # ---- facts --------------------------------------------------------------------------------
+
+    def solution(self) -> Solution:
+        if self._solution is None:
+            self._solution = Solution(
+                [f.summary for f in self.files.values() if f.summary is not None],
+                mentioned_outside=self._mentioned_outside,
+            )
+        return self._solution
+
+    def module_file(self, path: str) -> Optional[ModuleFile]:
+        return self.files.get(os.path.abspath(path))
+
+    def facts_for(self, path: str) -> Optional[ModuleFacts]:
+        """The facts the module at `path` is linted with (None: not a file of this project)."""
+        entry = self.module_file(path)
+        if entry is None:
+            return None
+        solution = self.solution()
+        if entry.module in solution.ambiguous and entry.summary is not None:
+            return solve_alone(entry.summary)  # a name shared by two files: on its own
+        return solution.view(entry.module)
+
+    def save_cache(self) -> None:
+        if self.cache is not None:
+            self.cache.save({f.digest for f in self.files.values()})
+
+
+def _read(path: str) -> Optional[bytes]:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def summarize_bytes(raw: bytes, entry: ModuleFile) -> Optional[ModuleSummary]:
+    """The summary of one file's bytes; None when it cannot be read as Python."""
+    try:
+        text = SourceFile.from_bytes(raw, entry.path).text
+        tree = parse_module(text, entry.path)
+        return summarize(ModuleModel(tree, entry.identity))
+    except Exception:  # its own lint reports why; here it only gives no facts
+        return None
+
+
+def summarize_tree(tree: ast.Module, entry: ModuleFile) -> Optional[ModuleSummary]:
+    try:
+        return summarize(ModuleModel(tree, entry.identity))
+    except Exception:
+        return None

@@ -1,0 +1,156 @@
+"""The on-disk cache: module summaries by content digest, findings by digest and facts.
+
+One JSON file per project root and zklint build, under ``.zklint_cache/`` at the project
+root (or ``--cache-dir`` / ``ZKLINT_CACHE_DIR``), as ruff keeps ``.ruff_cache/``. A
+module's summary depends only on its bytes; its findings on its bytes, the facts the
+project gives it (their fingerprint) and the settings. An entry is used only when all
+of its key matches, so the cache never changes a result, only the time it takes.
+A cache that cannot be read is ignored; one that cannot be written is skipped silently
+(a read-only checkout still gets its findings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from typing import Dict, List, Optional, Tuple
+
+from zklint.findings import Finding, Fix, Import, Safety, built_elsewhere
+from zklint.project.summary import ModuleSummary
+
+CACHE_DIR_NAME = ".zklint_cache"
+CACHE_ENV = "ZKLINT_CACHE_DIR"
+
+
+def digest(raw: bytes) -> str:
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+_BUILD_KEY: List[Optional[str]] = [None]
+
+
+def build_key() -> str:
+    """zklint's own code: a cache written by another build (another version, an edited
+    rule) is not used."""
+    if _BUILD_KEY[0] is None:
+        from zklint import __version__
+
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        hasher = hashlib.blake2b(__version__.encode(), digest_size=8)
+        for directory, dirnames, filenames in os.walk(package):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.endswith(".py"):
+                    with open(os.path.join(directory, name), "rb") as handle:
+                        hasher.update(name.encode() + b"\0" + handle.read())
+        _BUILD_KEY[0] = hasher.hexdigest()
+    return _BUILD_KEY[0]
+
+
+def cache_dir_for(root: str, configured: Optional[str] = None) -> str:
+    """Where the cache of the project at `root` lives: the option, the environment, or
+    ``<root>/.zklint_cache``."""
+    chosen = configured or os.environ.get(CACHE_ENV)
+    return os.path.abspath(chosen) if chosen else os.path.join(root, CACHE_DIR_NAME)
+
+
+class Cache:
+    def __init__(self, directory: str, root: str) -> None:
+        self.directory = directory
+        root_key = hashlib.blake2b(os.path.abspath(root).encode(), digest_size=8).hexdigest()
+        self.path = os.path.join(directory, build_key(), root_key + ".json")
+        self.summaries: Dict[str, dict] = {}
+        self.findings: Dict[str, list] = {}
+        self._dirty = False
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                data = json.load(handle)
+            summaries, findings = data["summaries"], data["findings"]
+            if isinstance(summaries, dict) and isinstance(findings, dict):
+                self.summaries, self.findings = summaries, findings
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no cache, or an unreadable one: start afresh
+
+    # -- summaries
+
+    def summary(self, file_digest: str) -> Optional[ModuleSummary]:
+        data = self.summaries.get(file_digest)
+        if data is None:
+            return None
+        try:
+            return ModuleSummary.from_json(data)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def put_summary(self, file_digest: str, summary: ModuleSummary) -> None:
+        self.summaries[file_digest] = summary.to_json()
+        self._dirty = True
+
+    # -- findings
+
+    @staticmethod
+    def findings_key(file_digest: str, facts_fingerprint: str, settings_key: str) -> str:
+        return f"{file_digest}:{facts_fingerprint}:{settings_key}"
+
+    def get_findings(self, key: str) -> Optional[Tuple[List[Finding], Dict[int, str]]]:
+        data = self.findings.get(key)
+        if data is None:
+            return None
+        try:
+            findings = [_finding_in(item) for item in data[0]]
+            lines = {int(k): v for k, v in data[1].items()}
+        except (KeyError, TypeError, ValueError, IndexError):
+            return None
+        return findings, lines
+
+    def put_findings(self, key: str, findings: List[Finding], lines: Dict[int, str]) -> None:
+        self.findings[key] = [[_finding_out(f) for f in findings], {str(k): v for k, v in lines.items()}]
+        self._dirty = True
+
+    # -- writing
+
+    def save(self, live_digests: set) -> None:
+        """Write the cache (atomically), keeping only entries of files as they are now."""
+        summaries = {k: v for k, v in self.summaries.items() if k in live_digests}
+        findings = {k: v for k, v in self.findings.items() if k.split(":", 1)[0] in live_digests}
+        if not self._dirty and len(summaries) == len(self.summaries) and len(findings) == len(self.findings):
+            return
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            ignore = os.path.join(self.directory, ".gitignore")
+            if not os.path.exists(ignore):
+                with open(ignore, "w", encoding="utf-8") as handle:
+                    handle.write("# Automatically created by zklint.\n*\n")
+            fd, temporary = tempfile.mkstemp(dir=os.path.dirname(self.path), prefix=".tmp-", suffix=".json")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    json.dump({"summaries": summaries, "findings": findings}, handle, separators=(",", ":"))
+                os.replace(temporary, self.path)
+            except BaseException:
+                try:
+                    os.unlink(temporary)
+                except OSError:
+                    pass
+                raise
+        except OSError:
+            pass  # a read-only tree: the run works, only the next one is not faster
+
+
+def _finding_out(finding: Finding) -> list:
+    fix = None
+    if finding.fix is not None:
+        fix = [finding.fix.title, finding.fix.safety.value, [[i.module, i.name] for i in finding.fix.imports]]
+    return [finding.code, finding.message, finding.line, finding.col, finding.end_line, finding.end_col, fix]
+
+
+def _finding_in(item: list) -> Finding:
+    fix = None
+    if item[6] is not None:
+        title, safety, imports = item[6]
+        fix = Fix(title, Safety(safety), built_elsewhere, tuple(Import(m, n) for m, n in imports))
+    return Finding(item[0], item[1], item[2], item[3], item[4], item[5], fix)

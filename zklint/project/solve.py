@@ -1,0 +1,351 @@
+"""Settle the modules' summaries into project-wide facts, and cut each module's view.
+
+Every fact grows monotonically from nothing (no class is a client class, no function a
+factory, no parameter a client), round after round, until a round changes nothing or
+the bound is reached: the least fixed point, so a cycle (two factories returning each
+other) proves nothing, and the order modules were read in never matters.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+
+from zklint.facts import OWNS, USES, ModuleFacts
+from zklint.model import KAZOO_CLIENT
+from zklint.project.summary import CallSummary, FunctionSummary, ModuleSummary, Ref
+
+# Rounds of propagation: each round can carry a fact one call or one module further.
+MAX_ROUNDS = 12
+
+
+class Solution:
+    """The project's facts, computed once from every module's summary."""
+
+    def __init__(
+        self,
+        summaries: Iterable[ModuleSummary],
+        mentioned_outside: Callable[[Tuple[str, ...]], bool] = lambda names: False,
+    ) -> None:
+        # Two files with one module name (scripts of the same name in two directories)
+        # cannot be told apart by the names others import: neither gives facts.
+        self.summaries: Dict[str, ModuleSummary] = {}
+        self.ambiguous: Set[str] = set()
+        for summary in summaries:
+            if summary.module in self.summaries or summary.module in self.ambiguous:
+                self.summaries.pop(summary.module, None)
+                self.ambiguous.add(summary.module)
+            else:
+                self.summaries[summary.module] = summary
+        # Could a project file the layer did not summarise (one that never names kazoo)
+        # call this function? Asked with the names such a file would have to write: the
+        # module's and the function's (`from pkg import conn` ... `conn.connect(zk)`), or
+        # for a method, reached through any object, the method's alone.
+        self.mentioned_outside = mentioned_outside
+        self.aliases: Dict[str, str] = {}
+        self.functions: Dict[str, FunctionSummary] = {}
+        self.classes: Dict[str, List[str]] = {}
+        self.attributes: Dict[str, Dict[str, List[Ref]]] = {}
+        self.calls: Dict[str, List[CallSummary]] = {}
+        self.client_classes: Set[str] = set()
+        self.factories: Dict[str, bool] = {}
+        self.client_params: Set[Tuple[str, str]] = set()
+        self.client_attrs: Dict[str, Set[str]] = {}
+        self.param_effects: Dict[Tuple[str, str], str] = {}
+        self.visible: Set[str] = set()
+        self.has_listeners = any(s.has_listeners for s in self.summaries.values())
+        self._collect()
+        self._propagate()
+        self._effects()
+        self._sorted_keys: Optional[Dict[str, List[str]]] = None
+
+    # ---- gathering ----------------------------------------------------------------------
+
+    def _collect(self) -> None:
+        modules = self.summaries
+        for module, summary in modules.items():
+            for local, target in summary.imports.items():
+                if target.split(".")[0] in self._tops():
+                    self.aliases[f"{module}.{local}"] = target
+        for summary in modules.values():
+            self.functions.update(summary.functions)
+            for cls, bases in summary.classes.items():
+                self.classes[cls] = [self.canonical(b) for b in bases]
+            self.attributes.update(summary.attributes)
+        escaped: Set[str] = set()
+        attribute_calls: Set[str] = set()
+        for summary in modules.values():
+            escaped.update(self.canonical(q) for q in summary.escaped)
+            attribute_calls |= summary.attribute_calls
+            for call in summary.calls:
+                self.calls.setdefault(self.canonical(call.callee), []).append(call)
+        owner = {q: m for m, summary in modules.items() for q in summary.functions}
+        for qual, function in self.functions.items():
+            short = qual.rpartition(".")[2]
+            names = (short,) if function.bound else (owner[qual].rpartition(".")[2], short)
+            if qual in escaped or self.mentioned_outside(names):
+                continue
+            if function.bound and short in attribute_calls:
+                continue  # obj.<short>(...) on an object the analysis cannot type
+            if qual in self.calls:  # never called in the project: its callers are elsewhere
+                self.visible.add(qual)
+
+    def _tops(self) -> Set[str]:
+        cached = self.__dict__.get("_top_names")
+        if cached is None:
+            cached = self.__dict__["_top_names"] = {m.split(".")[0] for m in self.summaries}
+        return cached
+
+    def canonical(self, qualified: str) -> str:
+        for _ in range(20):
+            target = self.aliases.get(qualified)
+            if target is None:
+                head = qualified
+                while "." in head:
+                    head = head.rpartition(".")[0]
+                    moved = self.aliases.get(head)
+                    if moved is not None:
+                        target = moved + qualified[len(head):]
+                        break
+                if target is None:
+                    return qualified
+            qualified = target
+        return qualified
+
+    # ---- clients, factories, client parameters --------------------------------------------
+
+    def is_client(self, ref: Ref) -> bool:
+        if ref is None:
+            return False
+        kind = ref[0]
+        if kind == "client":
+            return True
+        if kind == "call":
+            target = self.canonical(ref[1])
+            return target in self.factories or target in self.client_classes
+        if kind == "param":
+            return (ref[1], ref[2]) in self.client_params or ref[2] in self._annotated(ref[1])
+        if kind == "attr":
+            return ref[2] in self.client_attrs.get(ref[1], ())
+        if kind == "byo":
+            return self.is_client(ref[1])
+        return False
+
+    def _annotated(self, function: str) -> List[str]:
+        found = self.functions.get(function)
+        return found.annotated_clients if found is not None else []
+
+    def _starts(self, ref: Ref) -> bool:
+        return ref is not None and ref[0] == "call" and self.factories.get(self.canonical(ref[1]), False)
+
+    def _propagate(self) -> None:
+        for _ in range(MAX_ROUNDS):
+            before = (len(self.client_classes), len(self.factories), sum(self.factories.values()),
+                      len(self.client_params), sum(len(v) for v in self.client_attrs.values()))
+            for cls, bases in self.classes.items():
+                if any(b == KAZOO_CLIENT or b in self.client_classes for b in bases):
+                    self.client_classes.add(cls)
+            for qual, function in self.functions.items():
+                returns = function.returns
+                if returns and all(self.is_client(r) for r in returns):
+                    starts = function.starts_returned or all(self._starts(r) for r in returns)
+                    self.factories[qual] = starts or self.factories.get(qual, False)
+            for cls, attributes in self.attributes.items():
+                found = self.client_attrs.setdefault(cls, set())
+                for attr, values in attributes.items():
+                    if attr in found:
+                        continue
+                    clients = [v for v in values if v != ("none",)]
+                    if clients and all(self.is_client(v) for v in clients):
+                        found.add(attr)
+                # properties returning a client attribute: `self.client` reads it
+                for name in list(self._methods(cls)):
+                    method = self.functions.get(f"{cls}.{name}")
+                    if method is not None and method.is_property and method.returns and all(
+                        self.is_client(r) for r in method.returns
+                    ):
+                        found.add(name)
+            for cls in self.classes:  # inherited attributes
+                for base in self._ancestors(cls):
+                    inherited = self.client_attrs.get(base)
+                    if inherited:
+                        self.client_attrs.setdefault(cls, set()).update(inherited)
+            for qual in self.visible:
+                function = self.functions[qual]
+                sites = self.calls.get(qual, ())
+                if not sites:
+                    continue
+                for param in function.params + function.kwonly:
+                    if (qual, param) in self.client_params or param in function.defaults:
+                        continue
+                    if all(self.is_client(self._argument(function, site, param)) for site in sites):
+                        self.client_params.add((qual, param))
+            after = (len(self.client_classes), len(self.factories), sum(self.factories.values()),
+                     len(self.client_params), sum(len(v) for v in self.client_attrs.values()))
+            if after == before:
+                return
+
+    def _methods(self, cls: str) -> Iterable[str]:
+        prefix = cls + "."
+        return [q[len(prefix):] for q in self.functions if q.startswith(prefix) and "." not in q[len(prefix):]]
+
+    def _ancestors(self, cls: str) -> List[str]:
+        found: List[str] = []
+        todo = list(self.classes.get(cls, ()))
+        while todo and len(found) < 50:
+            base = todo.pop()
+            if base in found or base not in self.classes:
+                continue
+            found.append(base)
+            todo.extend(self.classes[base])
+        return found
+
+    @staticmethod
+    def _argument(function: FunctionSummary, site: CallSummary, param: str) -> Ref:
+        """The value `site` passes for `param` (None when it passes none or cannot be told)."""
+        if site.starred:
+            return None
+        if param in site.keywords:
+            return site.keywords[param]
+        positional = function.params[1:] if function.bound else function.params
+        if param in positional:
+            index = positional.index(param)
+            if index < len(site.args):
+                return site.args[index]
+        return None
+
+    # ---- what callees do with a client they are given -------------------------------------
+
+    def _effects(self) -> None:
+        """USES for a parameter the function (and every function it passes it on to) only
+        calls operations on; OWNS otherwise. Least fixed point: a cycle of pure uses is USES."""
+        effects: Dict[Tuple[str, str], str] = {}
+        for qual, function in self.functions.items():
+            for param, effect in function.effects.items():
+                effects[(qual, param)] = effect
+        for _ in range(MAX_ROUNDS):
+            changed = False
+            for qual, function in self.functions.items():
+                for param, forwards in function.forwards.items():
+                    if effects.get((qual, param)) == OWNS:
+                        continue
+                    for callee, slot in forwards:
+                        if self._callee_effect(effects, callee, slot) != USES:
+                            effects[(qual, param)] = OWNS
+                            changed = True
+                            break
+            if not changed:
+                break
+        # Only USES is an answer the model acts on; anything else is "may own it".
+        self.param_effects = {k: v for k, v in effects.items() if v == USES}
+
+    def _callee_effect(self, effects, callee: str, slot: str) -> Optional[str]:
+        target = self.canonical(callee)
+        param = self.parameter(target, slot)
+        if param is None:
+            return None
+        target, name = param
+        return effects.get((target, name))
+
+    def parameter(self, target: str, slot: str) -> Optional[Tuple[str, str]]:
+        """(function, parameter name) that `slot` ("#index" or a keyword) of a call to
+        `target` binds; a class call binds its __init__'s parameters."""
+        function = self.functions.get(target)
+        if function is None and target in self.classes:
+            target = f"{target}.__init__"
+            function = self.functions.get(target)
+        if function is None:
+            return None
+        if slot.startswith("#"):
+            positional = function.params[1:] if function.bound or target.endswith(".__init__") else function.params
+            index = int(slot[1:])
+            if index >= len(positional):
+                return None
+            return target, positional[index]
+        if slot in function.params or slot in function.kwonly:
+            return target, slot
+        return None
+
+    # ---- one module's view ---------------------------------------------------------------
+
+    def view(self, module: str) -> ModuleFacts:
+        """The facts `module` can ask about: its own names and the names it imports."""
+        summary = self.summaries.get(module)
+        if summary is None:
+            return ModuleFacts(module=module)
+        prefixes = {module}
+        for target in summary.imports.values():
+            prefixes.add(target)
+            prefixes.add(self.canonical(target))
+        for call in summary.calls:  # `import pkg` then `pkg.conn.connect()`
+            prefixes.add(self.canonical(call.callee))
+        for bases in summary.classes.values():
+            prefixes.update(self.canonical(b) for b in bases)
+        aliases = {}
+        todo = list(prefixes)
+        while todo:
+            prefix = todo.pop()
+            for key in self._under("aliases", prefix):
+                if key not in aliases:
+                    aliases[key] = self.aliases[key]
+                    target = self.aliases[key]
+                    if target not in prefixes:
+                        prefixes.add(target)
+                        todo.append(target)
+        # own classes' bases may be in other modules: their facts are asked through the class
+        effects: Dict[Tuple[str, str], str] = {}
+        for prefix in prefixes:
+            for qual in self._under("functions", prefix):
+                function = self.functions[qual]
+                names = function.params + function.kwonly
+                for name in names:
+                    effect = self.param_effects.get((qual, name))
+                    if effect is not None:
+                        effects[(qual, name)] = effect
+                positional = function.params[1:] if function.bound else function.params
+                for index, name in enumerate(positional):
+                    effect = self.param_effects.get((qual, name))
+                    if effect is not None:
+                        effects[(qual, f"#{index}")] = effect
+                        if qual.endswith(".__init__"):
+                            effects[(qual[: -len(".__init__")], f"#{index}")] = effect
+                            effects[(qual[: -len(".__init__")], name)] = effect
+        return ModuleFacts(
+            module=module,
+            is_package=summary.is_package,
+            aliases=aliases,
+            client_classes=frozenset(q for p in prefixes for q in self._under("client_classes", p)),
+            factories={q: self.factories[q] for p in prefixes for q in self._under("factories", p)},
+            client_params=frozenset((q, name) for q, name in self.client_params if _within(q, module)),
+            param_effects=effects,
+            client_attrs={
+                q: frozenset(self.client_attrs[q]) for q in self._under("client_attrs", module) if self.client_attrs[q]
+            },
+            visible_callers=frozenset(q for q in self._under("visible", module)),
+            project_has_listeners=self.has_listeners,
+        )
+
+    def _under(self, table: str, prefix: str) -> List[str]:
+        """Keys of `table` equal to `prefix` or below it (``prefix.``...), by bisection."""
+        if self._sorted_keys is None:
+            self._sorted_keys = {}
+        keys = self._sorted_keys.get(table)
+        if keys is None:
+            keys = self._sorted_keys[table] = sorted(getattr(self, table))
+        found = []
+        start = bisect.bisect_left(keys, prefix)
+        for key in keys[start:]:
+            if key == prefix or key.startswith(prefix + "."):
+                found.append(key)
+            elif not key.startswith(prefix):
+                break
+        return found
+
+
+def _within(qual: str, prefix: str) -> bool:
+    return qual == prefix or qual.startswith(prefix + ".")
+
+
+def solve_alone(summary: ModuleSummary) -> ModuleFacts:
+    """The facts a module gives itself, as if it were the whole project."""
+    return Solution([summary]).view(summary.module)

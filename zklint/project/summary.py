@@ -1,0 +1,459 @@
+"""A module's summary: what other modules (and its own callers) need to know about it.
+
+Built from the module's own `ModuleModel` (the same walk the rules use), with only the
+module's name as outside knowledge, so it depends on nothing but the file's bytes and
+can be cached by their digest. Anything the module cannot settle alone is written as a
+reference to a project-wide name (``("call", "pkg.conn.connect")``: "whatever
+pkg.conn.connect returns"); `zklint.project.solve` settles the references for the whole
+project at once.
+
+A value is described by a small tuple (a `Ref`), or None when it is not known:
+
+- ``("client",)``          a KazooClient, by what the module alone shows
+- ``("none",)``            the ``None`` placeholder (``self.zk = None`` in ``__init__``)
+- ``("call", Q)``          the result of calling project function or class ``Q``
+- ``("param", F, P)``      parameter ``P`` of project function ``F``
+- ``("attr", C, A)``       ``self.A`` of project class ``C``
+- ``("byo", R)``           bring your own client: a parameter, or ``R`` built here
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Set, Tuple
+
+from zklint.facts import OWNS, USES
+from zklint.model import ModuleModel, Scope, _escapes_before_return, _own_client_branch, own_nodes
+
+Ref = Optional[tuple]
+
+# Client methods that decide who owns the client: a callee calling one of these on a
+# client it is given is taking part in its lifecycle, not just using it.
+LIFECYCLE_METHODS = frozenset({"start", "start_async", "restart", "stop", "close", "add_listener", "remove_listener"})
+_STDLIB = frozenset(getattr(sys, "stdlib_module_names", ())) | {"kazoo", "builtins"}
+_MAX_DEPTH = 20
+
+
+@dataclass
+class FunctionSummary:
+    params: List[str]  # positional parameters in order (self/cls included)
+    kwonly: List[str] = field(default_factory=list)
+    defaults: List[str] = field(default_factory=list)  # parameters with a default value
+    bound: bool = False  # a method called through an instance (self/cls comes first)
+    annotated_clients: List[str] = field(default_factory=list)
+    returns: List[Ref] = field(default_factory=list)  # [] when it is not a plain function
+    starts_returned: bool = False  # calls start() on what it returns
+    # parameter -> its own effect (USES / OWNS) and the calls it is passed on to:
+    # (callee, "#index" or keyword name)
+    effects: Dict[str, str] = field(default_factory=dict)
+    forwards: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)
+    is_property: bool = False
+
+
+@dataclass
+class CallSummary:
+    callee: str
+    args: List[Ref]
+    keywords: Dict[str, Ref]
+    starred: bool  # *args or **kwargs: the parameters it binds are not known
+
+
+@dataclass
+class ModuleSummary:
+    module: str
+    is_package: bool
+    imports: Dict[str, str] = field(default_factory=dict)  # module-level name -> what it imports
+    classes: Dict[str, List[str]] = field(default_factory=dict)  # class -> its bases
+    # class -> attribute -> every value stored to self.<attribute> in its methods
+    attributes: Dict[str, Dict[str, List[Ref]]] = field(default_factory=dict)
+    functions: Dict[str, FunctionSummary] = field(default_factory=dict)
+    calls: List[CallSummary] = field(default_factory=list)
+    escaped: Set[str] = field(default_factory=set)  # functions read as values, not called
+    attribute_calls: Set[str] = field(default_factory=set)  # `<unknown>.name(...)` names
+    has_listeners: bool = False
+
+    # -- JSON for the cache
+
+    def to_json(self) -> dict:
+        return {
+            "module": self.module,
+            "is_package": self.is_package,
+            "imports": self.imports,
+            "classes": self.classes,
+            "attributes": {
+                c: {a: [_ref_out(r) for r in v] for a, v in attrs.items()} for c, attrs in self.attributes.items()
+            },
+            "functions": {q: _function_out(f) for q, f in self.functions.items()},
+            "calls": [
+                [c.callee, [_ref_out(r) for r in c.args], {k: _ref_out(v) for k, v in c.keywords.items()}, c.starred]
+                for c in self.calls
+            ],
+            "escaped": sorted(self.escaped),
+            "attribute_calls": sorted(self.attribute_calls),
+            "has_listeners": self.has_listeners,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ModuleSummary":
+        return cls(
+            module=data["module"],
+            is_package=data["is_package"],
+            imports=dict(data["imports"]),
+            classes={k: list(v) for k, v in data["classes"].items()},
+            attributes={
+                c: {a: [_ref_in(r) for r in v] for a, v in attrs.items()} for c, attrs in data["attributes"].items()
+            },
+            functions={q: _function_in(f) for q, f in data["functions"].items()},
+            calls=[CallSummary(c[0], [_ref_in(r) for r in c[1]], {k: _ref_in(v) for k, v in c[2].items()}, c[3])
+                   for c in data["calls"]],
+            escaped=set(data["escaped"]),
+            attribute_calls=set(data["attribute_calls"]),
+            has_listeners=data["has_listeners"],
+        )
+
+
+def _ref_out(ref: Ref):
+    if ref is None:
+        return None
+    return [_ref_out(part) if isinstance(part, tuple) else part for part in ref]
+
+
+def _ref_in(data) -> Ref:
+    if data is None:
+        return None
+    return tuple(_ref_in(part) if isinstance(part, list) else part for part in data)
+
+
+def _function_out(f: FunctionSummary) -> dict:
+    data = dict(f.__dict__)
+    data["returns"] = [_ref_out(r) for r in f.returns]
+    data["forwards"] = {p: [list(x) for x in v] for p, v in f.forwards.items()}
+    return data
+
+
+def _function_in(data: dict) -> FunctionSummary:
+    data = dict(data)
+    data["returns"] = [_ref_in(r) for r in data["returns"]]
+    data["forwards"] = {p: [tuple(x) for x in v] for p, v in data["forwards"].items()}
+    return FunctionSummary(**data)
+
+
+# ---- building a summary ------------------------------------------------------------------
+
+
+def summarize(model: ModuleModel) -> ModuleSummary:
+    """The summary of the module `model` was built for (its facts name the module)."""
+    return _Summarizer(model).run()
+
+
+class _Summarizer:
+    def __init__(self, model: ModuleModel) -> None:
+        self.model = model
+        module = model.facts.module or ""
+        self.summary = ModuleSummary(module, model.facts.is_package)
+        self.top = module.split(".")[0]
+        self.depth = 0
+        self._reads_by_function: Optional[Dict[int, list]] = None
+
+    def run(self) -> ModuleSummary:
+        model, summary = self.model, self.summary
+        for local, target in model.imports.items():
+            if target is not None and model.module_scope.bindings.get(local) and self._project_name(target):
+                summary.imports[local] = target
+        for stmt in model.tree.body:
+            if isinstance(stmt, ast.ClassDef):
+                self._class(stmt)
+            elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                self._function(stmt)
+        self._calls()
+        self._reads()
+        return summary
+
+    def _project_name(self, qualified: str) -> bool:
+        """Could `qualified` name something of this project (not the stdlib, not kazoo)?"""
+        head = qualified.split(".")[0]
+        return head == self.top or head not in _STDLIB
+
+    # -- classes and functions
+
+    def _class(self, node: ast.ClassDef) -> None:
+        model = self.model
+        qual = model.local_qualname(node)
+        if qual is None:
+            return
+        bases = []
+        for base in node.bases:
+            name = model.qualname(base) or model._local_class_qual(base)
+            if name is not None:
+                bases.append(name)
+        self.summary.classes[qual] = bases
+        scope = model.scopes[node]
+        attributes: Dict[str, List[Ref]] = {}
+        for method in node.body:
+            if isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                self._function(method)
+                method_scope = model.scopes.get(method)
+                self_name = method_scope.self_name if method_scope is not None else None
+                if self_name is None:
+                    continue
+                for target, value in model.attribute_stores.get(method_scope, ()):
+                    if target.value.id == self_name:
+                        ref = self.describe(value, method_scope) if isinstance(value, ast.expr) else None
+                        attributes.setdefault(target.attr, []).append(ref)
+        for name, values in scope.bindings.items():
+            if name in attributes:
+                attributes[name].extend(self.describe(v, scope) if isinstance(v, ast.expr) else None for v in values)
+        self.summary.attributes[qual] = attributes
+
+    def _function(self, node) -> None:
+        model = self.model
+        qual = model.local_qualname(node)
+        scope = model.scopes.get(node)
+        if qual is None or scope is None:
+            return
+        args = node.args
+        positional = [a.arg for a in args.posonlyargs + args.args]
+        summary = FunctionSummary(
+            params=positional,
+            kwonly=[a.arg for a in args.kwonlyargs],
+            bound=scope.self_name is not None,
+        )
+        with_default = positional[len(positional) - len(args.defaults):] if args.defaults else []
+        summary.defaults = with_default + [a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+        summary.annotated_clients = [
+            a.arg for a in args.posonlyargs + args.args + args.kwonlyargs if model.is_client_annotation(a.annotation)
+        ]
+        summary.is_property = any(
+            (model.qualname(d) or getattr(d, "id", "")) in ("property", "functools.cached_property", "cached_property")
+            for d in node.decorator_list
+        )
+        own = list(own_nodes(node))
+        plain = isinstance(node, ast.FunctionDef) and not any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in own)
+        if plain:
+            returns = [n.value for n in own if isinstance(n, ast.Return) and n.value is not None]
+            if not _escapes_before_return(node, returns):  # handed to an owner before it is returned
+                summary.returns = [self.describe(value, scope) for value in returns]
+            summary.starts_returned = bool(returns) and all(_started_in(own, value) for value in returns)
+        self._parameter_effects(node, scope, summary)
+        self.summary.functions[qual] = summary
+
+    def _parameter_effects(self, node, scope: Scope, summary: FunctionSummary) -> None:
+        params = [p for p in summary.params + summary.kwonly if p != scope.self_name]
+        if not params:
+            return
+        model = self.model
+        parents = model.parents()
+        wanted = {p for p in params if len(scope.bindings.get(p, ())) == 1}
+        effects = {p: USES for p in params}
+        for p in params:
+            if p not in wanted:
+                effects[p] = OWNS  # rebound: what it holds later is not the caller's client
+        forwards: Dict[str, List[Tuple[str, str]]] = {}
+        for read, read_scope in self._reads_of(node):
+            if read.__class__ is not ast.Name or read.id not in wanted or effects[read.id] == OWNS:
+                continue
+            if read_scope is not scope:
+                if model.lookup(read.id, read_scope) is scope:
+                    effects[read.id] = OWNS  # a closure keeps it
+                continue
+            effect, forward = self._classify(read, parents, scope)
+            if forward is not None:
+                forwards.setdefault(read.id, []).append(forward)
+            elif effect == OWNS:
+                effects[read.id] = OWNS
+        summary.effects = {p: e for p, e in effects.items()}
+        summary.forwards = {p: f for p, f in forwards.items() if effects.get(p) != OWNS}
+
+    def _reads_of(self, node):
+        """Reads in `node`'s own scope and every scope nested in it."""
+        if self._reads_by_function is None:
+            # each read filed under the summarised function (module-level def or method)
+            # its scope is, or is nested in: one pass over the module's reads
+            by_function: Dict[int, list] = {}
+            owner_of: Dict[int, Optional[int]] = {}
+            quals = self.model.local_qualname
+            for read, read_scope in self.model.reads:
+                key = owner_of.get(id(read_scope), 0)
+                if key == 0:
+                    current: Optional[Scope] = read_scope
+                    while current is not None and quals(current.node) is None:
+                        current = current.parent
+                    key = owner_of[id(read_scope)] = id(current.node) if current is not None else None
+                if key is not None:
+                    by_function.setdefault(key, []).append((read, read_scope))
+            self._reads_by_function = by_function
+        return self._reads_by_function.get(id(node), ())
+
+    def _classify(self, read: ast.Name, parents, scope: Scope) -> Tuple[str, Optional[Tuple[str, str]]]:
+        model = self.model
+        parent = parents.get(id(read))
+        if isinstance(parent, ast.Attribute) and parent.value is read:
+            if not isinstance(parent.ctx, ast.Load) or parent.attr in LIFECYCLE_METHODS:
+                return OWNS, None
+            grand = parents.get(id(parent))
+            if isinstance(grand, ast.Call) and grand.func is parent:
+                return USES, None
+            # zk.stop handed on as a value (atexit.register(zk.stop)) is lifecycle too
+            return (USES, None) if parent.attr not in LIFECYCLE_METHODS else (OWNS, None)
+        call = parents.get(id(parent)) if isinstance(parent, ast.keyword) else parent
+        if isinstance(call, ast.Call) and call.func is not read:
+            if (model.qualname(call.func) or "").startswith("kazoo."):
+                return USES, None  # recipes use their client; they never stop it
+            callee = model.callee(call.func, scope)
+            if callee is None:
+                return OWNS, None
+            slot = model.facts_parameter(callee, call, read)
+            if slot is None:
+                return OWNS, None
+            return USES, (callee, slot)
+        if isinstance(parent, (ast.Compare, ast.BoolOp)) or (
+            isinstance(parent, ast.UnaryOp) and isinstance(parent.op, ast.Not)
+        ):
+            return USES, None
+        if isinstance(parent, (ast.If, ast.While, ast.IfExp, ast.Assert)) and parent.test is read:
+            return USES, None
+        if isinstance(parent, ast.FormattedValue):
+            return USES, None
+        return OWNS, None
+
+    # -- calls and reads across the module
+
+    def _calls(self) -> None:
+        model, summary = self.model, self.summary
+        for site in model.calls:
+            call = site.node
+            func = call.func
+            callee = model.callee(func, site.scope)
+            if callee is None:
+                if isinstance(func, ast.Attribute):
+                    summary.attribute_calls.add(func.attr)
+                continue
+            if callee.startswith("kazoo.") or not self._project_name(callee):
+                continue
+            starred = any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords)
+            summary.calls.append(CallSummary(
+                callee,
+                [None if isinstance(a, ast.Starred) else self.describe(a, site.scope) for a in call.args],
+                {k.arg: self.describe(k.value, site.scope) for k in call.keywords if k.arg is not None},
+                starred,
+            ))
+
+    def _reads(self) -> None:
+        """Functions read as values (their callers may be anywhere), and listeners."""
+        model, summary = self.model, self.summary
+        parents = model.parents()
+        for read, scope in model.reads:
+            if read.__class__ is ast.Attribute and read.attr == "add_listener":
+                summary.has_listeners = True
+            parent = parents.get(id(read))
+            if isinstance(parent, ast.Call) and parent.func is read:
+                continue
+            if isinstance(parent, ast.Attribute) and parent.value is read:
+                continue  # f.__name__, module.attr: not the function itself
+            if read.__class__ is ast.Name:
+                target = model._called_function(read, scope)
+            elif read.__class__ is ast.Attribute and read.value.__class__ is ast.Name:
+                target = model._called_function(read, scope)
+                if target is None and not isinstance(read.ctx, ast.Load):
+                    continue
+                if target is None:
+                    qual = model.qualname(read)
+                    if qual is not None and self._project_name(qual):
+                        summary.escaped.add(qual)
+                    continue
+            else:
+                continue
+            if target is not None:
+                qual = model.local_qualname(target)
+                if qual is not None:
+                    summary.escaped.add(qual)
+            elif read.__class__ is ast.Name:
+                qual = model.qualname(read)
+                if qual is not None and self._project_name(qual):
+                    summary.escaped.add(qual)
+        for node, scope in model.scopes.items():
+            decorators = getattr(node, "decorator_list", ())
+            if any(isinstance(d, ast.Attribute) and d.attr == "add_listener" for d in decorators):
+                summary.has_listeners = True
+            if decorators and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                qual = model.local_qualname(node)
+                known = ("property", "staticmethod", "classmethod", "abstractmethod", "cached_property")
+                if qual is not None and any(_decorator_name(d) not in known for d in decorators):
+                    summary.escaped.add(qual)  # a registry decorator may call it from anywhere
+
+    # -- values
+
+    def describe(self, expr: ast.AST, scope: Scope) -> Ref:
+        if self.depth > _MAX_DEPTH:
+            return None
+        self.depth += 1
+        try:
+            return self._describe(expr, scope)
+        finally:
+            self.depth -= 1
+
+    def _describe(self, expr: ast.AST, scope: Scope) -> Ref:
+        model = self.model
+        if isinstance(expr, ast.Constant) and expr.value is None:
+            return ("none",)
+        if model.is_client_expr(expr, scope):
+            return ("client",)
+        if isinstance(expr, ast.Call):
+            callee = model.callee(expr.func, scope)
+            if callee is not None and self._project_name(callee) and not callee.startswith("kazoo."):
+                return ("call", callee)
+            return None
+        own = _own_client_branch(expr)
+        if own is not None:
+            built, given = own
+            if isinstance(given, ast.Name) and given.id in scope.params:
+                inner = self.describe(built, scope)
+                return ("byo", inner) if inner is not None else None
+            return None
+        if isinstance(expr, ast.Name):
+            owner = model.lookup(expr.id, scope)
+            if owner is None:
+                return None
+            values = owner.bindings.get(expr.id, ())
+            if expr.id in owner.params and len(values) == 1:
+                qual = model.local_qualname(owner.node)
+                return ("param", qual, expr.id) if qual is not None else None
+            if len(values) == 1 and isinstance(values[0], ast.expr):
+                return self.describe(values[0], owner)
+            return None
+        if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name):
+            cls = model.class_for_self(expr.value.id, scope)
+            if cls is not None:
+                qual = model.local_qualname(cls.node)
+                return ("attr", qual, expr.attr) if qual is not None else None
+        return None
+
+
+def _decorator_name(decorator: ast.AST) -> str:
+    while isinstance(decorator, ast.Call):
+        decorator = decorator.func
+    if isinstance(decorator, ast.Attribute):
+        return decorator.attr
+    return getattr(decorator, "id", "")
+
+
+def _started_in(own: List[ast.AST], value: ast.AST) -> bool:
+    """Does the function call ``<value>.start()`` (value a name or self.<attr>)?"""
+    text = _name_text(value)
+    if text is None:
+        return False
+    for node in own:
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "start":
+            if _name_text(node.func.value) == text:
+                return True
+    return False
+
+
+def _name_text(expr: ast.AST) -> Optional[str]:
+    if isinstance(expr, ast.Name):
+        return expr.id
+    if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name):
+        return f"{expr.value.id}.{expr.attr}"
+    return None
