@@ -1171,7 +1171,7 @@ class EphemeralSequentialRetried(Rule):
         for child, parent in facts.ancestors(create.node):
             if isinstance(parent, ast.Try) and child in parent.body:
                 for handler in parent.handlers:
-                    if self._catches_connection_loss(handler.type) and not _leaves_loop(handler):
+                    if self._catches_connection_loss(handler.type) and not leaves_loop(handler):
                         in_try = True
             if in_try and isinstance(parent, (ast.While, ast.For)) and child in parent.body:
                 return True
@@ -1185,7 +1185,7 @@ class EphemeralSequentialRetried(Rule):
         return self.model.qualname(expr) in _CONNECTION_LOSS
 
 
-def _leaves_loop(handler: ast.ExceptHandler) -> bool:
+def leaves_loop(handler: ast.ExceptHandler) -> bool:
     for stmt in handler.body:
         for node in walk(stmt):
             if isinstance(node, (ast.Raise, ast.Break, ast.Return)):
