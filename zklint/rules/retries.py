@@ -489,10 +489,10 @@ class ThreadingHandlerUnderGevent(Rule):
         "sockets cooperative, so the handler runs on a runtime it was not written for; kazoo's "
         "documentation says: 'Do not use SequentialThreadingHandler with applications using "
         "asynchronous event loops (like gevent). Use the SequentialGeventHandler instead.' "
-        "Users report hangs and lost connections (reddit/baseplate.py issues 659 and 668): a "
-        "greenlet that blocks without yielding stalls the connection loop, pings stop, and the "
-        "session expires. kazoo ships a handler per runtime: SequentialGeventHandler "
-        "(kazoo.handlers.gevent) and SequentialEventletHandler (kazoo.handlers.eventlet)."
+        "Users of gevent programs with the default handler report hangs and lost connections "
+        "(reddit/baseplate.py issues 659 and 668). kazoo ships a handler per runtime, written "
+        "for its primitives: SequentialGeventHandler (kazoo.handlers.gevent) and "
+        "SequentialEventletHandler (kazoo.handlers.eventlet)."
     )
     example = (
         "from gevent import monkey\n"
