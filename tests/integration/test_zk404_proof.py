@@ -85,13 +85,15 @@ def _expected(runtime: str) -> str:
     patch, handler, line = RUNTIMES[runtime]
     return (
         PROGRAM.format(patch=patch)
-        .replace("    from kazoo.client import KazooClient\n", f"    from kazoo.client import KazooClient\n    {line}\n")
+        .replace("from kazoo.client import KazooClient\n", f"from kazoo.client import KazooClient\n    {line}\n")
         .replace("timeout=4.0)", f"timeout=4.0, handler={handler}())")
     )
 
 
 @pytest.mark.parametrize("runtime", sorted(RUNTIMES))
-def test_fixed_program_runs_under_the_patched_runtime(runtime, zk_server, zk_observer, zk_path, programs: ProgramRunner):
+def test_fixed_program_runs_under_the_patched_runtime(
+    runtime, zk_server, zk_observer, zk_path, programs: ProgramRunner
+):
     if importlib.util.find_spec(runtime) is None:
         pytest.skip(f"{runtime} is not installed (pip install -e .[test])")
     bad = programs.write(PROGRAM.format(patch=RUNTIMES[runtime][0]), f"zk404_{runtime}_bad.py")

@@ -911,14 +911,16 @@ class CloseBeforeStop(Rule):
             if local and any(u.kind == "escape" for u in uses):
                 continue
             stop_refs = _refs(uses, "stop")
+            if not stop_refs and key.kind == "attr" and (key.name, "stop") in index.attribute_chains:
+                continue  # `<other>.<attr>.stop()`: a user or subclass of the class stops it
             for close in closes:
                 if close.call is None:
-                    if not stop_refs and (key.kind != "attr" or (key.name, "stop") not in index.attribute_chains):
+                    if not stop_refs:
                         text = _text(key, close)
                         yield self.finding(
                             self.model.parents().get(id(close.node), close.node),
-                            f"{text}.close is called at exit but {text} is never stopped: close() on a "
-                            "running client raises and its session outlives the process",
+                            f"{text}.close is handed on to run later but {text} is never stopped: close() "
+                            "on a running client raises and its session outlives the process",
                         )
                     continue
                 if self._stopped_before(key, close, stop_refs):

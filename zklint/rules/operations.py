@@ -479,13 +479,13 @@ class TransactionCommitRetried(Rule):
                     yield self._retried_commit(call, arg, scope)
                 continue
             receiver = commit_receiver(model, call, scope)
-            if receiver is None or isinstance(receiver, ast.Call):
-                continue
+            if not isinstance(receiver, ast.Name):
+                continue  # `client.transaction().commit()`: built by the same attempt
             if scope.kind == "function" and id(scope.node) in retried:
-                if model.lookup(receiver.id, scope) is not scope:  # type: ignore[attr-defined]
+                if model.lookup(receiver.id, scope) is not scope:
                     yield self.finding(
                         call,
-                        f"{receiver.id}.commit() {retried[id(scope.node)]}, on a transaction built outside "  # type: ignore[attr-defined]
+                        f"{receiver.id}.commit() {retried[id(scope.node)]}, on a transaction built outside "
                         "it: after a ConnectionLoss the retry commits the same object again and kazoo raises "
                         "ValueError('Transaction already committed'); build the transaction inside",
                     )
@@ -494,7 +494,7 @@ class TransactionCommitRetried(Rule):
             if loop is not None:
                 yield self.finding(
                     call,
-                    f"{receiver.id}.commit() is retried by the loop on line {loop.lineno} but the "  # type: ignore[attr-defined]
+                    f"{receiver.id}.commit() is retried by the loop on line {loop.lineno} but the "
                     "transaction is built before it: the second attempt raises ValueError('Transaction "
                     "already committed'); build the transaction inside the loop",
                 )
@@ -512,18 +512,13 @@ class TransactionCommitRetried(Rule):
                 if any(self._catches_retried(h.type) and not leaves_loop(h) for h in node.handlers):
                     in_try = True
             if in_try and isinstance(node, _LOOP_TYPES) and child in node.body:
-                owner = self.model.lookup(receiver.id, scope)
-                if owner is not scope:
-                    return node
-                if any(self._binds_inside(receiver.id, node, scope)):
-                    return None
+                if self.model.lookup(receiver.id, scope) is scope and any(
+                    value is not None and _within(value, node) for value in scope.bindings.get(receiver.id, ())
+                ):
+                    return None  # (re)built inside the loop: each attempt commits a fresh one
                 return node
             child, node = node, parents.get(id(node))
         return None
-
-    def _binds_inside(self, name: str, loop: ast.stmt, scope: Scope) -> Iterator[bool]:
-        for value in scope.bindings.get(name, ()):
-            yield value is not None and _within(value, loop)
 
     def _catches_retried(self, expr: Optional[ast.expr]) -> bool:
         if expr is None:
@@ -610,7 +605,7 @@ class TransactionCommitRetried(Rule):
                 leading_lines=leading,
             )
             blank = cst.EmptyLine(indent=False, whitespace=cst.SimpleWhitespace(""))
-            retry = retry.visit(_CommitRenamer(name, func_name))
+            retry = _rename_commit(retry, name, func_name)
             retry = retry.with_changes(
                 leading_lines=[blank] * (2 if module_level else 1) + list(retry.leading_lines)
             )
@@ -619,27 +614,16 @@ class TransactionCommitRetried(Rule):
         return statements_edit(source, run, transform)
 
 
-def _commit_renamer_class():
-    class Renamer(cst.CSTTransformer):
-        def __init__(self, name: str, func_name: str) -> None:
-            super().__init__()
-            self.name, self.func_name = name, func_name
+def _rename_commit(node: "cst.CSTNode", name: str, func_name: str) -> "cst.CSTNode":
+    """`node` with ``<name>.commit`` replaced by ``<func_name>``."""
 
+    class Renamer(cst.CSTTransformer):  # made here: libcst is imported on first use
         def leave_Attribute(self, original, updated):
-            if (
-                isinstance(updated.value, cst.Name) and updated.value.value == self.name
-                and updated.attr.value == "commit"
-            ):
-                return cst.Name(self.func_name)
+            if isinstance(updated.value, cst.Name) and updated.value.value == name and updated.attr.value == "commit":
+                return cst.Name(func_name)
             return updated
 
-    return Renamer
-
-
-def _CommitRenamer(name: str, func_name: str):
-    """A libcst transformer that turns ``<name>.commit`` into ``<func_name>`` (libcst is
-    imported on first use, so the class is made then)."""
-    return _commit_renamer_class()(name, func_name)
+    return node.visit(Renamer())
 
 
 def _adds_operation(stmt: ast.stmt, name: str) -> bool:
