@@ -897,7 +897,8 @@ class CloseBeforeStop(Rule):
         "at all, and is not fixed. `closing(...)` is reported unless the with body stops the "
         "client in a finally block or an except handler; it is fixed only when it is the with "
         "statement's single item and the `as` target is absent or the client's own name. "
-        "Closes inside `with pytest.raises(...)` are skipped."
+        "Closes inside `with pytest.raises(...)` are skipped, and so are closes in an except "
+        "handler of a try whose body starts the client (kazoo stops a client whose start() fails)."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -923,7 +924,7 @@ class CloseBeforeStop(Rule):
                             "on a running client raises and its session outlives the process",
                         )
                     continue
-                if self._stopped_before(key, close, stop_refs):
+                if self._stopped_before(key, close, stop_refs, _refs(uses, *START_METHODS)):
                     continue
                 yield self._report(key, close)
         yield from self._closing_blocks(index)
@@ -933,11 +934,15 @@ class CloseBeforeStop(Rule):
     def _started(self, key: ClientKey, uses: List[Use]) -> bool:
         return bool(_refs(uses, *START_METHODS)) or _started_by_factory(self.model, uses)
 
-    def _stopped_before(self, key: ClientKey, close: Use, stops: List[Use]) -> bool:
+    def _stopped_before(self, key: ClientKey, close: Use, stops: List[Use], starts: List[Use]) -> bool:
         """Does a stop() run before this close(), or can the analysis not tell?"""
         flow = _flow(self.model, close.scope)
         if flow is None or not flow.contains(close.call) or flow.expected_to_raise(close.call):
             return True
+        for handler in flow.enclosing_handler(close.call):
+            try_stmt = flow.parent_statement(handler.body[0]) if handler.body else None
+            if isinstance(try_stmt, ast.Try) and any(_inside(s.node, b) for s in starts for b in try_stmt.body):
+                return True  # cleanup after a failed start(): kazoo stopped the client itself
         if any(s.scope is not close.scope for s in stops):
             # a stop in another function: a stop() method, a shutdown hook, a nested handler
             return True
