@@ -56,6 +56,70 @@ def _true(node: Optional[ast.AST]) -> Optional[bool]:
     return None
 
 
+def is_retry_object(model: ModuleModel, func: ast.expr, scope: Scope) -> bool:
+    """``KazooRetry(...)``, or a name or ``self.<attr>`` bound only to such objects."""
+    if isinstance(func, ast.Call):
+        return model.qualname(func.func) in _RETRY_CLASSES
+    if isinstance(func, (ast.Name, ast.Attribute)):
+        values = model.bound_values(func, scope)
+        return bool(values) and all(
+            isinstance(v, ast.Call) and model.qualname(v.func) in _RETRY_CLASSES for v, _ in values
+        )
+    return False
+
+
+def is_retry_call(model: ModuleModel, call: ast.Call, scope: Scope) -> bool:
+    """``client.retry(f, ...)`` or a KazooRetry object called with ``f``."""
+    if not call.args:
+        return False
+    func = call.func
+    if isinstance(func, ast.Attribute) and func.attr == "retry" and model.client_key(func.value, scope) is not None:
+        return True
+    return is_retry_object(model, func, scope)
+
+
+def retried_functions(model: ModuleModel) -> Dict[int, str]:
+    """id(def) -> how it is retried, for every function of the module run under a retry:
+    passed to client.retry/a KazooRetry object, or decorated by tenacity/retrying/backoff
+    with an exception filter that lets ConnectionLoss through."""
+    found: Dict[int, str] = {}
+    for site in model.calls:
+        if is_retry_call(model, site.node, site.scope):
+            target = model.resolve_function(site.node.args[0], site.scope)
+            if target is not None:
+                found[id(target)] = "in a function run under a retry"
+    for node in model.scopes:  # every def opens a scope
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for deco in node.decorator_list:
+                if retries_connection_loss(model, deco):
+                    found[id(node)] = "in a function with a retry decorator"
+    return found
+
+
+def retries_connection_loss(model: ModuleModel, deco: ast.expr) -> bool:
+    """A tenacity/retrying/backoff decorator whose exception filter lets ConnectionLoss through."""
+    target = deco.func if isinstance(deco, ast.Call) else deco
+    qual = model.qualname(target) or ""
+    root = qual.split(".")[0]
+    if root not in _RETRY_DECORATOR_ROOTS or qual.endswith("on_predicate"):
+        return False
+    if not isinstance(deco, ast.Call):
+        return True  # bare @retry: every exception is retried
+    filters = list(deco.args[1:]) if root == "backoff" else []
+    filters += [kw.value for kw in deco.keywords if kw.arg in _EXCEPTION_FILTERS]
+    if not filters:
+        return root != "backoff"
+    for expr in filters:
+        for node in walk(expr):
+            name = model.qualname(node) if isinstance(node, (ast.Name, ast.Attribute)) else None
+            if name in _CONNECTION_LOSS or name in (_EXC + "ZookeeperError", _EXC + "KazooException"):
+                return True
+            if (isinstance(node, ast.Name) and node.id in _BUILTIN_BASES
+                    and model.lookup(node.id, model.module_scope) is None):
+                return True
+    return False
+
+
 @dataclass
 class Create:
     """One ``create`` on a client, direct or through a retry."""
@@ -148,15 +212,7 @@ class _Ephemeral:
         return None
 
     def _is_retry_object(self, func: ast.expr, scope: Scope) -> bool:
-        model = self.model
-        if isinstance(func, ast.Call):
-            return model.qualname(func.func) in _RETRY_CLASSES
-        if isinstance(func, (ast.Name, ast.Attribute)):
-            values = model.bound_values(func, scope)
-            return bool(values) and all(
-                isinstance(v, ast.Call) and model.qualname(v.func) in _RETRY_CLASSES for v, _ in values
-            )
-        return False
+        return is_retry_object(self.model, func, scope)
 
     @staticmethod
     def _make(scope, node, create, offset, key, client, retried) -> Create:
@@ -1095,7 +1151,7 @@ class EphemeralSequentialRetried(Rule):
 
     def check(self) -> Iterator[Finding]:
         facts = _Ephemeral.of(self.model)
-        retried_functions = self._retried_functions()
+        retried = retried_functions(self.model)
         reported = set()
         for create in facts.creates():
             if not (create.ephemeral and create.sequence):
@@ -1105,8 +1161,8 @@ class EphemeralSequentialRetried(Rule):
                 how = "under a retry"
             else:
                 func = facts.enclosing_function(create.node)
-                if func is not None and id(func) in retried_functions and not _looks_up_children(func):
-                    how = retried_functions[id(func)]
+                if func is not None and id(func) in retried and not _looks_up_children(func):
+                    how = retried[id(func)]
                 elif self._in_retry_loop(facts, create) and not (func is not None and _looks_up_children(func)):
                     how = "in a loop that retries on ConnectionLoss"
             if how is None or id(create.node) in reported:
@@ -1118,58 +1174,12 @@ class EphemeralSequentialRetried(Rule):
                 "the first lingers, orphaned, until the session ends; use a uuid prefix",
             )
 
-    def _retried_functions(self) -> Dict[int, str]:
-        model = self.model
-        facts = _Ephemeral.of(model)
-        found: Dict[int, str] = {}
-        for site in model.calls:
-            call = site.node
-            if not call.args:
-                continue
-            func = call.func
-            is_retry = (isinstance(func, ast.Attribute) and func.attr == "retry"
-                        and model.client_key(func.value, site.scope) is not None)
-            if is_retry or facts._is_retry_object(func, site.scope):
-                target = model.resolve_function(call.args[0], site.scope)
-                if target is not None:
-                    found[id(target)] = "in a function run under a retry"
-        for node in model.scopes:  # every def opens a scope
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                for deco in node.decorator_list:
-                    if self._retries_connection_loss(deco):
-                        found[id(node)] = "in a function with a retry decorator"
-        return found
-
-    def _retries_connection_loss(self, deco: ast.expr) -> bool:
-        """A tenacity/retrying/backoff decorator whose exception filter lets ConnectionLoss through."""
-        model = self.model
-        target = deco.func if isinstance(deco, ast.Call) else deco
-        qual = model.qualname(target) or ""
-        root = qual.split(".")[0]
-        if root not in _RETRY_DECORATOR_ROOTS or qual.endswith("on_predicate"):
-            return False
-        if not isinstance(deco, ast.Call):
-            return True  # bare @retry: every exception is retried
-        filters = list(deco.args[1:]) if root == "backoff" else []
-        filters += [kw.value for kw in deco.keywords if kw.arg in _EXCEPTION_FILTERS]
-        if not filters:
-            return root != "backoff"
-        for expr in filters:
-            for node in walk(expr):
-                name = model.qualname(node) if isinstance(node, (ast.Name, ast.Attribute)) else None
-                if name in _CONNECTION_LOSS or name in (_EXC + "ZookeeperError", _EXC + "KazooException"):
-                    return True
-                if (isinstance(node, ast.Name) and node.id in _BUILTIN_BASES
-                        and model.lookup(node.id, model.module_scope) is None):
-                    return True
-        return False
-
     def _in_retry_loop(self, facts: _Ephemeral, create: Create) -> bool:
         in_try = False
         for child, parent in facts.ancestors(create.node):
             if isinstance(parent, ast.Try) and child in parent.body:
                 for handler in parent.handlers:
-                    if self._catches_connection_loss(handler.type) and not _leaves_loop(handler):
+                    if self._catches_connection_loss(handler.type) and not leaves_loop(handler):
                         in_try = True
             if in_try and isinstance(parent, (ast.While, ast.For)) and child in parent.body:
                 return True
@@ -1183,7 +1193,7 @@ class EphemeralSequentialRetried(Rule):
         return self.model.qualname(expr) in _CONNECTION_LOSS
 
 
-def _leaves_loop(handler: ast.ExceptHandler) -> bool:
+def leaves_loop(handler: ast.ExceptHandler) -> bool:
     for stmt in handler.body:
         for node in walk(stmt):
             if isinstance(node, (ast.Raise, ast.Break, ast.Return)):

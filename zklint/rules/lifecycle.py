@@ -815,3 +815,286 @@ class StartAsyncNotAwaited(Rule):
             return [line.with_changes(body=[started] + list(line.body[1:]))]
 
         return statements_edit(source, [stmt], transform)
+
+
+# ---- ZK206 ----------------------------------------------------------------------------
+
+_CLOSING = "contextlib.closing"
+
+
+def _started_by_factory(model: ModuleModel, uses: List[Use]) -> bool:
+    """Is the variable bound only to calls of functions of the module that start the
+    client they return (``zk = connect()`` where ``connect`` calls ``start()``)?"""
+    use = uses[0]
+    constructions = model.constructions(use.node, use.scope)
+    if not constructions:
+        return False
+    for call, scope in constructions:
+        factory = model.resolve_function(call.func, scope) if not model.is_client_construction(call) else None
+        if factory is None or not model.is_client_factory(factory):
+            return False
+        if not any(
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in START_METHODS
+            for node in own_descendants(factory)
+        ):
+            return False
+    return True
+
+
+def _tests_connection(model: ModuleModel, test: ast.AST, key: ClientKey, scope: Scope) -> bool:
+    """Does an ``if`` test read the client's connection state (``zk.connected``, ``zk.state``)?"""
+    for node in own_descendants(test):
+        if (
+            isinstance(node, ast.Attribute) and node.attr in _STATE_ATTRIBUTES
+            and model.read_key(node.value, scope) == key
+        ):
+            return True
+    return False
+
+
+@register
+class CloseBeforeStop(Rule):
+    code = "ZK206"
+    name = "close-before-stop"
+    summary = "close() on a client that may still be running: no stop() before it on that path."
+    why = (
+        "kazoo frees a client's resources in close() only once the connection has stopped; on a "
+        "running client it raises Exception('Cannot close connection until it is stopped') "
+        "(kazoo/protocol/connection.py). The cleanup itself crashes: an exception raised in a "
+        "finally block hides the one that led there, and since stop() never ran, no Close "
+        "request reaches ZooKeeper: the session, its ephemeral nodes, locks and leadership "
+        "live on until the session timeout, so peers keep seeing a dead process. "
+        "`contextlib.closing(client)` calls only close() on exit, so it fails the same way on a "
+        "started client. The same happens when the only stop() is skipped on the path to "
+        "close(): in the try body while close() is in the finally, or behind `if "
+        "zk.connected:` (a SUSPENDED client is not connected but still running)."
+    )
+    example = (
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "\n"
+        "def publish(hosts, path, value):\n"
+        "    zk = KazooClient(hosts=hosts)\n"
+        "    zk.start()\n"
+        "    try:\n"
+        "        zk.create(path, value, ephemeral=True)\n"
+        "        serve_forever()\n"
+        "    finally:\n"
+        "        zk.close()\n"
+    )
+    use_instead = (
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "\n"
+        "def publish(hosts, path, value):\n"
+        "    zk = KazooClient(hosts=hosts)\n"
+        "    zk.start()\n"
+        "    try:\n"
+        "        zk.create(path, value, ephemeral=True)\n"
+        "        serve_forever()\n"
+        "    finally:\n"
+        "        zk.stop()\n"
+        "        zk.close()\n"
+    )
+    fix_safety = Safety.SAFE
+    fix_safety_reason = (
+        "The fix adds `<client>.stop()` right before the close() statement, which is what "
+        "close() requires; stop() is idempotent, so a path that had already stopped the client "
+        "behaves as before, and a path that had not now ends the session instead of raising. "
+        "`with closing(client) [as client]:` becomes `try:` ... `finally:` with stop() then "
+        "close() (a client built in the with item is assigned first, as closing() did)."
+    )
+    limits = (
+        "Only clients started in the module are checked: a start()/start_async()/restart() on the "
+        "same variable, or a function of the module that starts the client it returns. A stop() "
+        "counts when it runs before the close() by plain sequence in the same function; when the "
+        "only stop()s before it sit in the body of the try whose finally or except handler holds "
+        "the close(), or behind an `if` on the client's connection state, the close() is "
+        "reported; any other stop() before it (another condition, a loop) is trusted. For a "
+        "module-level or class-owned client a stop() (or a `<client>.stop` reference) in any "
+        "other function of the module is trusted: kazoo's own API has separate stop() and "
+        "close(), and classes mirror it. A local client that escapes the function (passed to a "
+        "function, returned, stored) is not checked. A `<client>.close` reference (e.g. "
+        "atexit.register(zk.close)) is reported only when the module has no `<client>.stop` "
+        "at all, and is not fixed. `closing(...)` is reported only when the with body never "
+        "stops the client (a stop() only on its happy path is trusted); it is fixed only when it is the with "
+        "statement's single item and the `as` target is absent or the client's own name. "
+        "Closes inside `with pytest.raises(...)` are skipped, and so are closes in an except "
+        "handler of a try whose body starts the client (kazoo stops a client whose start() fails)."
+    )
+
+    def check(self) -> Iterator[Finding]:
+        model = self.model
+        index = _uses(model)
+        for key, uses in index.by_key.items():
+            closes = _refs(uses, "close")
+            if not closes or not self._started(key, uses):
+                continue
+            local = key.kind == "name" and key.scope.kind == "function"
+            if local and any(u.kind == "escape" for u in uses):
+                continue
+            stop_refs = _refs(uses, "stop")
+            if not stop_refs and key.kind == "attr" and (key.name, "stop") in index.attribute_chains:
+                continue  # `<other>.<attr>.stop()`: a user or subclass of the class stops it
+            for close in closes:
+                if close.call is None:
+                    if not stop_refs:
+                        text = _text(key, close)
+                        yield self.finding(
+                            self.model.parents().get(id(close.node), close.node),
+                            f"{text}.close is handed on to run later but {text} is never stopped: close() "
+                            "on a running client raises and its session outlives the process",
+                        )
+                    continue
+                if self._stopped_before(key, close, stop_refs, _refs(uses, *START_METHODS)):
+                    continue
+                yield self._report(key, close)
+        yield from self._closing_blocks(index)
+
+    # -- facts
+
+    def _started(self, key: ClientKey, uses: List[Use]) -> bool:
+        return bool(_refs(uses, *START_METHODS)) or _started_by_factory(self.model, uses)
+
+    def _stopped_before(self, key: ClientKey, close: Use, stops: List[Use], starts: List[Use]) -> bool:
+        """Does a stop() run before this close(), or can the analysis not tell?"""
+        flow = _flow(self.model, close.scope)
+        if flow is None or not flow.contains(close.call) or flow.expected_to_raise(close.call):
+            return True
+        for handler in flow.enclosing_handler(close.call):
+            try_stmt = flow.parent_statement(handler.body[0]) if handler.body else None
+            if isinstance(try_stmt, ast.Try) and any(_inside(s.node, b) for s in starts for b in try_stmt.body):
+                return True  # cleanup after a failed start(): kazoo stopped the client itself
+        if any(s.scope is not close.scope for s in stops):
+            # a stop in another function: a stop() method, a shutdown hook, a nested handler
+            return True
+        earlier = [s for s in stops if before(s.node, close.node)]
+        for stop in earlier:
+            if not self._skipped_on_the_way(flow, key, stop, close):
+                return True  # runs before the close, or a shape the analysis trusts
+        return False
+
+    def _skipped_on_the_way(self, flow: Flow, key: ClientKey, stop: Use, close: Use) -> bool:
+        """Is this earlier stop() one that a path to the close() provably skips?"""
+        stop_stmt = flow.statement_of(stop.node)
+        if stop_stmt is None:
+            return False
+        if flow.straight_line_after(stop_stmt, close.call):
+            return False  # plain sequence: stop() runs first
+        for try_stmt in flow.enclosing_try_finally(close.call) + [
+            flow.parent_statement(h.body[0]) for h in flow.enclosing_handler(close.call) if h.body
+        ]:
+            if isinstance(try_stmt, ast.Try) and any(_inside(stop.node, s) for s in try_stmt.body):
+                return True  # the body raised before its stop(): the cleanup runs without it
+        stmt = flow.parent_statement(stop_stmt) if stop_stmt is not None else None
+        while stmt is not None:
+            if isinstance(stmt, ast.If) and _tests_connection(self.model, stmt.test, key, stop.scope):
+                return flow.straight_line_after(stmt, close.call)
+            stmt = flow.parent_statement(stmt)
+        return False
+
+    # -- reports
+
+    def _report(self, key: ClientKey, close: Use) -> Finding:
+        text = _text(key, close)
+        message = (
+            f"{text}.close() may run while {text} is still running (no stop() before it on this path): "
+            "kazoo raises 'Cannot close connection until it is stopped' and the session lives on"
+        )
+        flow = _flow(self.model, close.scope)
+        stmt = _statement_call(flow, close.call) if flow is not None else None
+        build = None
+        if stmt is not None:
+            build = lambda source: [  # noqa: E731
+                statements_edit(source, [stmt], lambda body: [
+                    parse_statement(source, f"{text}.stop()").with_changes(leading_lines=body[0].leading_lines),
+                    body[0].with_changes(leading_lines=()),
+                ] + list(body[1:]))
+            ]
+        return self.finding(close.call, message, f"Call {text}.stop() before close()", build)
+
+    def _closing_blocks(self, index: _Uses) -> Iterator[Finding]:
+        model = self.model
+        for stmt, scope in model.withs:
+            if not isinstance(stmt, ast.With):
+                continue
+            for item in stmt.items:
+                call = item.context_expr
+                if not (isinstance(call, ast.Call) and model.qualname(call.func) == _CLOSING and len(call.args) == 1):
+                    continue
+                finding = self._check_closing(index, stmt, item, scope)
+                if finding is not None:
+                    yield finding
+
+    def _check_closing(self, index: _Uses, stmt: ast.With, item: ast.withitem, scope: Scope) -> Optional[Finding]:
+        model = self.model
+        client = item.context_expr.args[0]  # type: ignore[attr-defined]
+        target = item.optional_vars
+        flow = _flow(model, scope)
+        if flow is None or not flow.contains(stmt) or flow.expected_to_raise(stmt):
+            return None
+        key = model.read_key(client, scope) if not isinstance(client, ast.Call) else None
+        if key is not None:
+            uses = index.by_key.get(key, [])
+            if not uses or not self._started(key, uses):
+                return None
+            text = _text(key, uses[0])
+            stopped = any(_inside(u.node, stmt) for u in _refs(uses, "stop"))
+        elif model.is_client_expr(client, scope) and isinstance(target, ast.Name):
+            # `with closing(KazooClient(...)) as zk:` the model does not follow the with
+            # target, so its methods are read from the body: zk.start(), zk.stop.
+            text = target.id
+            methods = {
+                node.attr for node in walk(stmt)
+                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == text
+            }
+            if not methods & START_METHODS:
+                return None
+            stopped = "stop" in methods
+        else:
+            return None
+        if stopped:
+            # Any stop in the body is trusted: whether an exception can come between a
+            # successful start() and that stop() (`try: start() except: return; else: stop()`)
+            # is more than the analysis can tell.
+            return None
+        message = (
+            f"closing({text}) only calls close() on exit, and {text} is started: kazoo raises 'Cannot "
+            "close connection until it is stopped' and the session lives on; stop it in a finally"
+        )
+        fixable = (
+            len(stmt.items) == 1
+            and (target is None or (isinstance(target, ast.Name) and target.id == text))
+            and stmt.body[0].lineno > stmt.lineno
+        )
+        build = (lambda source: [self._closing_fix(source, stmt, text)]) if fixable else None
+        return self.finding(item.context_expr, message, "Stop and close the client in a finally block", build)
+
+    @staticmethod
+    def _closing_fix(source, stmt: ast.With, text: str) -> Edit:
+        def transform(statements: List[cst.BaseStatement]) -> List[cst.BaseStatement]:
+            node = statements[0]
+            if not isinstance(node, cst.With) or len(node.items) != 1 or not isinstance(node.body, cst.IndentedBlock):
+                raise FixError("unexpected with statement")
+            argument = node.items[0].item.args[0].value
+            out: List[cst.BaseStatement] = []
+            leading, header = node.leading_lines, node.body.header
+            template = parse_statement(source, f"try:\n    pass\nfinally:\n    {text}.stop()\n    {text}.close()")
+            if isinstance(argument, cst.Call):  # `with closing(KazooClient(...)) as zk:`
+                out.append(cst.SimpleStatementLine(
+                    body=[cst.Assign(targets=[cst.AssignTarget(target=cst.Name(text))], value=argument)],
+                    leading_lines=leading,
+                    trailing_whitespace=header,  # the with line's comment stays on its line
+                ))
+                leading, header = (), template.body.header
+            indent = source.indent_unit
+            out.append(template.with_changes(
+                body=template.body.with_changes(body=node.body.body, indent=indent, header=header),
+                finalbody=template.finalbody.with_changes(
+                    body=template.finalbody.body.with_changes(indent=indent)
+                ),
+                leading_lines=leading,
+            ))
+            return out
+
+        return statements_edit(source, [stmt], transform)

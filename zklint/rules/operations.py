@@ -12,6 +12,7 @@ from zklint.flow import expects_exception
 from zklint.model import ModuleModel, Scope, walk
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
+from zklint.rules.ephemeral import is_retry_call, leaves_loop, retried_functions
 
 ROLLED_BACK_ERROR = "kazoo.exceptions.RolledBackError"
 
@@ -386,3 +387,269 @@ class TransactionResultUnchecked(Rule):
             return [opening, *node.body.body, commit, self._check_loop(source, results, result)]
 
         return [statements_edit(source, [stmt], transform)]
+
+
+# ---- ZK502 ------------------------------------------------------------------------------
+
+# Handler types a hand-written retry loop uses to retry a lost connection.
+_RETRIED_ERRORS = {
+    "kazoo.exceptions." + name
+    for name in ("ConnectionLoss", "ConnectionLossException", "ZookeeperError", "KazooException")
+}
+# Transaction methods that add an operation (they return None).
+_TRANSACTION_OPERATIONS = {"create", "delete", "set_data", "check"}
+_RETRIED_FUNCTION_NAMES = ("commit_transaction", "commit_transaction_once", "commit_once")
+
+
+@register
+class TransactionCommitRetried(Rule):
+    code = "ZK502"
+    name = "transaction-commit-retried"
+    summary = "A transaction built once is committed under a retry: the retry fails with ValueError."
+    why = (
+        "kazoo marks a transaction committed before it sends it (TransactionRequest.commit_async "
+        "sets `committed = True`, then queues the request). When the connection drops during the "
+        "commit, the commit fails with ConnectionLoss and the retry (client.retry, a KazooRetry "
+        "object, a retry decorator or a hand-written loop that catches ConnectionLoss) calls "
+        "commit() again on the same object: it raises ValueError('Transaction already "
+        "committed') at once. ValueError is not retried, so the program dies with an error that "
+        "hides the connection loss, and it cannot tell whether the first attempt was applied: "
+        "the server may have run the whole transaction and only the reply was lost."
+    )
+    example = (
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "\n"
+        "def enqueue(zk: KazooClient, job_id, payload):\n"
+        "    t = zk.transaction()\n"
+        "    t.create(\"/jobs/\" + job_id, payload)\n"
+        "    t.set_data(\"/jobs/last\", job_id.encode())\n"
+        "    return zk.retry(t.commit)\n"
+    )
+    use_instead = (
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "\n"
+        "def enqueue(zk: KazooClient, job_id, payload):\n"
+        "    def commit_transaction():\n"
+        "        t = zk.transaction()\n"
+        "        t.create(\"/jobs/\" + job_id, payload)\n"
+        "        t.set_data(\"/jobs/last\", job_id.encode())\n"
+        "        return t.commit()\n"
+        "\n"
+        "    # A retry may follow an attempt that was applied but whose reply was lost: then\n"
+        "    # this attempt reports NodeExistsError. Check the nodes before treating it as failed.\n"
+        "    return zk.retry(commit_transaction)\n"
+    )
+    fix_safety = Safety.UNSAFE
+    fix_safety_reason = (
+        "The fix moves the statements that build the transaction, with its commit, into a "
+        "function that the retry calls, so every attempt builds and commits a fresh "
+        "transaction. That changes what the program does after a lost reply: instead of "
+        "dying with ValueError it sends the transaction again, which may run it twice or "
+        "report a failure (NodeExistsError, BadVersionError) for an attempt whose first try "
+        "was applied. The arguments of the operations are evaluated on each attempt. Review "
+        "how the caller reads the outcome."
+    )
+    limits = (
+        "Retries seen: client.retry(t.commit), a KazooRetry object called with t.commit, t.commit() "
+        "in a function of the module run by client.retry/KazooRetry or decorated by "
+        "tenacity/retrying/backoff with a filter that lets ConnectionLoss through, and t.commit() "
+        "in the try of a loop whose except handler catches ConnectionLoss, ZookeeperError or "
+        "KazooException and stays in the loop. The transaction must be `client.transaction()` "
+        "on a client the model proves, or a variable bound only to such calls; for the function "
+        "and loop shapes it must be bound outside the retried function or loop (a transaction "
+        "rebuilt in the loop's handler is trusted). commit_async() under a retry is not "
+        "checked. The fix applies to `client.retry(t.commit)`/`retry_object(t.commit)` when "
+        "`t = client.transaction()` and the statements that add its operations directly precede "
+        "the retry in the same block and `t` is used nowhere else."
+    )
+
+    def check(self) -> Iterator[Finding]:
+        model = self.model
+        retried = retried_functions(model)
+        for site in model.calls:
+            call, scope = site.node, site.scope
+            if is_retry_call(model, call, scope):
+                arg = call.args[0]
+                if (
+                    isinstance(arg, ast.Attribute) and arg.attr == "commit"
+                    and is_transaction_expr(model, arg.value, scope)
+                ):
+                    yield self._retried_commit(call, arg, scope)
+                continue
+            receiver = commit_receiver(model, call, scope)
+            if not isinstance(receiver, ast.Name):
+                continue  # `client.transaction().commit()`: built by the same attempt
+            if scope.kind == "function" and id(scope.node) in retried:
+                if model.lookup(receiver.id, scope) is not scope:
+                    yield self.finding(
+                        call,
+                        f"{receiver.id}.commit() {retried[id(scope.node)]}, on a transaction built outside "
+                        "it: after a ConnectionLoss the retry commits the same object again and kazoo raises "
+                        "ValueError('Transaction already committed'); build the transaction inside",
+                    )
+                continue
+            loop = self._retry_loop(call, receiver, scope)
+            if loop is not None:
+                yield self.finding(
+                    call,
+                    f"{receiver.id}.commit() is retried by the loop on line {loop.lineno} but the "
+                    "transaction is built before it: the second attempt raises ValueError('Transaction "
+                    "already committed'); build the transaction inside the loop",
+                )
+
+    # ---- the loop shape -------------------------------------------------------------------
+
+    def _retry_loop(self, call: ast.Call, receiver: ast.Name, scope: Scope) -> Optional[ast.stmt]:
+        """The loop that retries this commit through an except handler, when the transaction
+        is bound outside it."""
+        parents = self.model.parents()
+        child, node = call, parents.get(id(call))
+        in_try = False
+        while node is not None and not isinstance(node, _SCOPE_TYPES):
+            if isinstance(node, ast.Try) and child in node.body:
+                if any(self._catches_retried(h.type) and not leaves_loop(h) for h in node.handlers):
+                    in_try = True
+            if in_try and isinstance(node, _LOOP_TYPES) and child in node.body:
+                if self.model.lookup(receiver.id, scope) is scope and any(
+                    value is not None and _within(value, node) for value in scope.bindings.get(receiver.id, ())
+                ):
+                    return None  # (re)built inside the loop: each attempt commits a fresh one
+                return node
+            child, node = node, parents.get(id(node))
+        return None
+
+    def _catches_retried(self, expr: Optional[ast.expr]) -> bool:
+        if expr is None:
+            return False
+        if isinstance(expr, ast.Tuple):
+            return any(self._catches_retried(e) for e in expr.elts)
+        return self.model.qualname(expr) in _RETRIED_ERRORS
+
+    # ---- client.retry(t.commit) -------------------------------------------------------------
+
+    def _retried_commit(self, call: ast.Call, commit: ast.Attribute, scope: Scope) -> Finding:
+        receiver = commit.value
+        text = receiver.id if isinstance(receiver, ast.Name) else "transaction"
+        plan = self._fix_plan(call, receiver, scope)
+        build = None
+        if plan is not None:
+            build = lambda source: [self._fix(source, scope, *plan)]  # noqa: E731
+        return self.finding(
+            call,
+            f"{text}.commit is retried on one transaction object: after a ConnectionLoss the retry "
+            "calls commit() again and kazoo raises ValueError('Transaction already committed'), hiding "
+            "whether the first attempt was applied; build the transaction inside the retried function",
+            "Build and commit the transaction inside the retried function",
+            build,
+        )
+
+    def _fix_plan(self, call: ast.Call, receiver: ast.expr, scope: Scope):
+        """(statements building the transaction, the retry's statement, name) or None."""
+        model = self.model
+        if not isinstance(receiver, ast.Name) or scope.kind == "class" or len(call.args) != 1 or call.keywords:
+            return None
+        name = receiver.id
+        if model.lookup(name, scope) is not scope or name in scope.global_names or name in scope.nonlocal_names:
+            return None
+        values = scope.bindings.get(name, ())
+        if len(values) != 1:
+            return None
+        parents = model.parents()
+        binding = parents.get(id(values[0]))
+        retry_stmt = parents.get(id(call))
+        if not (
+            isinstance(binding, ast.Assign) and len(binding.targets) == 1
+            and isinstance(binding.targets[0], ast.Name) and binding.value is values[0]
+        ):
+            return None
+        if not (isinstance(retry_stmt, (ast.Expr, ast.Return, ast.Assign)) and retry_stmt.value is call):
+            return None
+        block = _statement_list(parents, binding)
+        if block is None or not any(s is retry_stmt for s in block):
+            return None
+        first = next(i for i, s in enumerate(block) if s is binding)
+        last = next(i for i, s in enumerate(block) if s is retry_stmt)
+        if last <= first:
+            return None
+        building = list(block[first:last])
+        for stmt in building[1:]:
+            if not _adds_operation(stmt, name):
+                return None
+        run = building + [retry_stmt]
+        region = scope.node if scope.kind == "function" else model.tree
+        for sub in walk(region):
+            if isinstance(sub, ast.Name) and sub.id == name and sub is not receiver:
+                if not any(_within(sub, s) for s in building):
+                    return None  # the transaction is used elsewhere: it must stay where it is
+        taken = _identifiers(region) | _identifiers(model.tree)
+        for candidate in _RETRIED_FUNCTION_NAMES:
+            if candidate not in taken:
+                return run, name, candidate
+        return None
+
+    def _fix(self, source, scope: Scope, run: List[ast.stmt], name: str, func_name: str) -> Edit:
+        module_level = scope.kind == "module"
+
+        def transform(statements: List[cst.BaseStatement]) -> List[cst.BaseStatement]:
+            if len(statements) != len(run):
+                raise FixError("several statements share a line")
+            *building, retry = statements
+            leading = list(building[0].leading_lines)
+            building[0] = building[0].with_changes(leading_lines=())
+            commit = parse_statement(source, f"return {name}.commit()")
+            template = parse_statement(source, f"def {func_name}():\n    pass")
+            definition = template.with_changes(
+                body=template.body.with_changes(body=building + [commit], indent=source.indent_unit),
+                leading_lines=leading,
+            )
+            blank = cst.EmptyLine(indent=False, whitespace=cst.SimpleWhitespace(""))
+            retry = _rename_commit(retry, name, func_name)
+            retry = retry.with_changes(
+                leading_lines=[blank] * (2 if module_level else 1) + list(retry.leading_lines)
+            )
+            return [definition, retry]
+
+        return statements_edit(source, run, transform)
+
+
+def _rename_commit(node: "cst.CSTNode", name: str, func_name: str) -> "cst.CSTNode":
+    """`node` with ``<name>.commit`` replaced by ``<func_name>``."""
+
+    class Renamer(cst.CSTTransformer):  # made here: libcst is imported on first use
+        def leave_Attribute(self, original, updated):
+            if isinstance(updated.value, cst.Name) and updated.value.value == name and updated.attr.value == "commit":
+                return cst.Name(func_name)
+            return updated
+
+    return node.visit(Renamer())
+
+
+def _adds_operation(stmt: ast.stmt, name: str) -> bool:
+    """``<name>.create(...)`` / ``.delete`` / ``.set_data`` / ``.check`` as a statement."""
+    if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
+        return False
+    func = stmt.value.func
+    return (
+        isinstance(func, ast.Attribute) and func.attr in _TRANSACTION_OPERATIONS
+        and isinstance(func.value, ast.Name) and func.value.id == name
+    )
+
+
+def _statement_list(parents, stmt: ast.stmt) -> Optional[List[ast.stmt]]:
+    """The statement list (body, orelse, finalbody, handler body) that holds `stmt`."""
+    parent = parents.get(id(stmt))
+    if parent is None:
+        return None
+    for field in ("body", "orelse", "finalbody"):
+        stmts = getattr(parent, field, None)
+        if isinstance(stmts, list) and any(s is stmt for s in stmts):
+            return stmts
+    return None
+
+
+def _within(node: ast.AST, container: ast.AST) -> bool:
+    return (container.lineno, container.col_offset) <= (node.lineno, node.col_offset) and (
+        (node.end_lineno, node.end_col_offset) <= (container.end_lineno, container.end_col_offset)
+    )

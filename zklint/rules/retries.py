@@ -8,7 +8,7 @@ from typing import Iterator, List, Optional, Union
 from zklint.lazy_import import libcst as cst  # imported on first use: fixes only
 
 from zklint import cst_helpers
-from zklint.fixer import FixError, expression_edit, parse_expression
+from zklint.fixer import FixError, expression_edit, insert_lines_edit, parse_expression
 from zklint.model import KAZOO_CLIENT, KAZOO_RETRY, Scope, argument, keyword
 from zklint.findings import Edit, Finding, Safety
 from zklint.rules.base import Rule, register
@@ -449,4 +449,176 @@ class RetrySubclassIgnored(Rule):
             bound = _single_value(self.model, expr, scope)
             if bound is not None:
                 return self._subclass_instance(bound[0], bound[1], subclasses, depth + 1)
+        return None
+
+
+# ---- ZK404 ------------------------------------------------------------------------------
+
+# KazooClient(hosts, timeout, client_id, handler, ...)
+_HANDLER_POSITION = 3
+# The handler each cooperative runtime needs: (qualified name of the class, runtime).
+_GEVENT_HANDLER = "kazoo.handlers.gevent.SequentialGeventHandler"
+_EVENTLET_HANDLER = "kazoo.handlers.eventlet.SequentialEventletHandler"
+_PATCH_CALLS = {
+    "gevent.monkey.patch_all": "gevent",
+    "eventlet.monkey_patch": "eventlet",
+    "eventlet.patcher.monkey_patch": "eventlet",
+}
+# gunicorn's worker classes (config setting `worker_class`), by the runtime they patch in.
+_WORKER_CLASSES = {
+    "gevent": "gevent",
+    "gevent_wsgi": "gevent",
+    "gevent_pywsgi": "gevent",
+    "gunicorn.workers.ggevent.GeventWorker": "gevent",
+    "gunicorn.workers.ggevent.GeventPyWSGIWorker": "gevent",
+    "eventlet": "eventlet",
+    "gunicorn.workers.geventlet.EventletWorker": "eventlet",
+}
+
+
+@register
+class ThreadingHandlerUnderGevent(Rule):
+    code = "ZK404"
+    name = "threading-handler-under-gevent"
+    summary = "A client built without handler= in a program that monkey-patches with gevent or eventlet."
+    why = (
+        "KazooClient's default handler, SequentialThreadingHandler, runs the connection loop and "
+        "the callback workers on threads and blocks on sockets and thread queues. After "
+        "gevent.monkey.patch_all() (or eventlet.monkey_patch(), or a gevent/eventlet gunicorn "
+        "worker, which patches before loading the app) those threads are greenlets and those "
+        "sockets cooperative, so the handler runs on a runtime it was not written for; kazoo's "
+        "documentation says: 'Do not use SequentialThreadingHandler with applications using "
+        "asynchronous event loops (like gevent). Use the SequentialGeventHandler instead.' "
+        "Users of gevent programs with the default handler report hangs and lost connections "
+        "(reddit/baseplate.py issues 659 and 668). kazoo ships a handler per runtime, written "
+        "for its primitives: SequentialGeventHandler (kazoo.handlers.gevent) and "
+        "SequentialEventletHandler (kazoo.handlers.eventlet)."
+    )
+    example = (
+        "from gevent import monkey\n"
+        "\n"
+        "monkey.patch_all()\n"
+        "\n"
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "zk = KazooClient(hosts=\"zk1:2181,zk2:2181\")\n"
+        "zk.start()\n"
+    )
+    use_instead = (
+        "from gevent import monkey\n"
+        "\n"
+        "monkey.patch_all()\n"
+        "\n"
+        "from kazoo.client import KazooClient\n"
+        "from kazoo.handlers.gevent import SequentialGeventHandler\n"
+        "\n"
+        "zk = KazooClient(hosts=\"zk1:2181,zk2:2181\", handler=SequentialGeventHandler())\n"
+        "zk.start()\n"
+    )
+    fix_safety = Safety.SAFE
+    fix_safety_reason = (
+        "The fix passes the handler kazoo provides for the runtime the program already patched "
+        "in (`handler=SequentialGeventHandler()` or `handler=SequentialEventletHandler()`) and "
+        "imports it. The client's API, retries and callbacks stay the same; only the "
+        "concurrency primitives underneath change to the ones the patched program runs on."
+    )
+    limits = (
+        "The patch must be in the same file as the client: a call of gevent.monkey.patch_all() or "
+        "eventlet.monkey_patch() anywhere in it (however imported), or a module-level "
+        "`worker_class = \"gevent\"` (or another gevent/eventlet gunicorn worker) in a gunicorn "
+        "config file that builds the client (e.g. in post_fork). A program that patches in its "
+        "entry point and builds the client in another module is not seen yet, nor are "
+        "`gunicorn -k gevent` on a command line, patch_socket()/patch_thread() alone, or "
+        "gevent-based servers started without patching. Only direct KazooClient(...) calls are "
+        "checked (a subclass may pass its own handler), and not those with **kwargs. A file that "
+        "patches with both runtimes is reported without a fix. Whether the threading handler "
+        "hangs under the patch depends on the versions and the load: with gevent 26.9 and "
+        "kazoo 2.11 on an idle machine the failure did not reproduce (see the proof); the rule "
+        "follows kazoo's documented requirement."
+    )
+
+    def check(self) -> Iterator[Finding]:
+        model = self.model
+        runtimes = self._runtimes()
+        if not runtimes:
+            return
+        runtime = next(iter(runtimes)) if len(runtimes) == 1 else None
+        for site in model.calls:
+            call = site.node
+            if model.qualname(call.func) != KAZOO_CLIENT:
+                continue
+            if keyword(call, "handler") is not None or len(call.args) > _HANDLER_POSITION:
+                continue
+            if any(kw.arg is None for kw in call.keywords) or any(isinstance(a, ast.Starred) for a in call.args):
+                continue
+            what = " and ".join(sorted(runtimes))
+            handler = "SequentialGeventHandler" if runtime == "gevent" else "SequentialEventletHandler"
+            message = (
+                f"KazooClient without handler= in a program patched by {what}: the default "
+                "SequentialThreadingHandler then runs on patched threads and sockets, which kazoo "
+                f"says not to do (hangs, lost connections); pass handler={handler}()"
+            )
+            if runtime is None:
+                yield self.finding(call, message)
+                continue
+            qualified = _GEVENT_HANDLER if runtime == "gevent" else _EVENTLET_HANDLER
+            yield self.finding(
+                call, message, f"Pass handler={handler}()",
+                lambda source, call=call, qualified=qualified: self._fix(source, call, qualified),
+            )
+
+    def _runtimes(self) -> set:
+        """The cooperative runtimes this file patches in: {"gevent"}, {"eventlet"}, both or none."""
+        model = self.model
+        found = set()
+        for site in model.calls:
+            runtime = _PATCH_CALLS.get(model.qualname(site.node.func) or "")
+            if runtime is not None:
+                found.add(runtime)
+        for stmt in model.tree.body:
+            if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                value = stmt.value
+                if (
+                    any(isinstance(t, ast.Name) and t.id == "worker_class" for t in targets)
+                    and isinstance(value, ast.Constant) and isinstance(value.value, str)
+                ):
+                    runtime = _WORKER_CLASSES.get(value.value)
+                    if runtime is not None:
+                        found.add(runtime)
+        return found
+
+    def _fix(self, source, call: ast.Call, qualified: str) -> List[Edit]:
+        module, _, handler = qualified.rpartition(".")
+        edits = []
+        local = self.model.local_name_for(qualified)
+        if local is None:
+            if handler in self.model.module_scope.bindings:
+                raise FixError(f"{handler} names something else here")
+            # The import goes right after the one that brings KazooClient in, never at the top
+            # of the file: importing kazoo's handlers before monkey.patch_all() would import
+            # ssl and socket unpatched. (kazoo.client already imports them, so next to it
+            # nothing new runs before the patch.)
+            anchor = self._client_import(call)
+            if anchor is None:
+                raise FixError("KazooClient is not imported at module level")
+            edits.append(insert_lines_edit(source, anchor.end_lineno + 1, [f"from {module} import {handler}"]))
+            local = handler
+        value = parse_expression(source, f"{local}()")
+        edits.append(expression_edit(source, call, lambda node: cst_helpers.set_keyword(node, "handler", value)))
+        return edits
+
+    def _client_import(self, call: ast.Call) -> Optional[ast.stmt]:
+        """The module-level import statement that binds the name `call` starts with."""
+        root = call.func
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if not isinstance(root, ast.Name):
+            return None
+        for stmt in self.model.tree.body:
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                for alias in stmt.names:
+                    bound = alias.asname or alias.name.partition(".")[0]
+                    if bound == root.id:
+                        return stmt
         return None
