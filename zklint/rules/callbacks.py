@@ -1192,7 +1192,10 @@ _REBUILD_DEPTH = 3
 class WatchRecipeRebuilt(_CallbackRule):
     code = "ZK305"
     name = "watch-recipe-rebuilt"
-    summary = "A DataWatch/ChildrenWatch built again and again (in a loop, a callback or a request handler) with no guard."
+    summary = (
+        "A DataWatch/ChildrenWatch built again and again (in a loop, a callback or a request handler) "
+        "with no guard."
+    )
     why = (
         "A DataWatch or ChildrenWatch is not a subscription that replaces the previous one: each "
         "construction registers one more watcher, which re-arms itself after every event and every "
@@ -1283,19 +1286,22 @@ class WatchRecipeRebuilt(_CallbackRule):
             if isinstance(node, _DEF_TYPES):
                 for deco in node.decorator_list:
                     decorated[id(deco)] = node
+
+        def watch_function(call: ast.Call, position: int, scope: Scope) -> Optional[FunctionNode]:
+            func_expr = argument(call, position, "func")
+            if func_expr is None:
+                return decorated.get(id(call))  # @zk.DataWatch(path) over a def
+            return model.resolve_function(func_expr, scope)
+
         for site, _key, method in model.client_calls():
             if method in _WATCH_RECIPES:
                 call = site.node
-                func_expr = argument(call, 1, "func")
-                func = model.resolve_function(func_expr, site.scope) if func_expr is not None else decorated.get(id(call))
-                yield call, site.scope, method, argument(call, 0, "path"), func
+                yield call, site.scope, method, argument(call, 0, "path"), watch_function(call, 1, site.scope)
         for site in model.calls:
             call = site.node
             recipe = _WATCH_RECIPE_CLASSES.get(model.qualname(call.func) or "")
             if recipe is not None and call.args and model.is_client_expr(call.args[0], site.scope):
-                func_expr = argument(call, 2, "func")
-                func = model.resolve_function(func_expr, site.scope) if func_expr is not None else decorated.get(id(call))
-                yield call, site.scope, recipe, argument(call, 1, "path"), func
+                yield call, site.scope, recipe, argument(call, 1, "path"), watch_function(call, 2, site.scope)
 
     # -- is the build repeated? --------------------------------------------------------------
 
@@ -1402,7 +1408,8 @@ class WatchRecipeRebuilt(_CallbackRule):
             if model.qualname(target) == "celery.shared_task":
                 return "shared_task"
             if isinstance(target, ast.Attribute) and target.attr in _REQUEST_DECORATORS:
-                values = model.constructions(target.value, model.module_scope) if isinstance(target.value, ast.Name) else None
+                owner = target.value
+                values = model.constructions(owner, model.module_scope) if isinstance(owner, ast.Name) else None
                 if values and all(model.qualname(call.func) in _REQUEST_APPS for call, _ in values):
                     return ast.unparse(target)
         return None

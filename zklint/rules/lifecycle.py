@@ -971,7 +971,8 @@ class ClientSharedAcrossFork(Rule):
                 function = model.resolve_function(call.args[0], scope)
                 if function is not None:
                     yield _Child(
-                        call, scope, f"a pool worker process ({call.func.attr}() on line {call.lineno}, fork start method)",
+                        call, scope,
+                        f"a pool worker process ({call.func.attr}() on line {call.lineno}, fork start method)",
                         _POOL_ADVICE, function, initializers=pool,
                     )
         for node, scope in model.scopes.items():
@@ -1074,7 +1075,9 @@ class ClientSharedAcrossFork(Rule):
             return None  # bound to something else too (a parameter, a loop target...)
         return found + [(v, owner) for v in assigned]
 
-    def _client_params(self, call: ast.Call, target: ast.AST, function: ast.AST, scope: Scope) -> Tuple[Tuple[str, ClientKey], ...]:
+    def _client_params(
+        self, call: ast.Call, target: ast.AST, function: ast.AST, scope: Scope
+    ) -> Tuple[Tuple[str, ClientKey], ...]:
         """Parameters of the Process target that ``args=(...)`` hands a client."""
         args = argument(call, 3, "args")
         if not isinstance(args, (ast.Tuple, ast.List)) or isinstance(function, ast.Lambda):
@@ -1256,7 +1259,9 @@ class ClientSharedAcrossFork(Rule):
     @staticmethod
     def _at_import_time(flow: Flow, node: ast.AST) -> bool:
         """Module-level code that runs when the module is imported (not under ``__main__``)."""
-        return not any(isinstance(block.owner, ast.If) and _is_main_guard(block.owner.test) for block in flow.blocks(node))
+        return not any(
+            isinstance(block.owner, ast.If) and _is_main_guard(block.owner.test) for block in flow.blocks(node)
+        )
 
     def _rebound_in_child(self, key: ClientKey, child: _Child, via) -> bool:
         """The child (a pool initializer, the helper it calls) binds the client variable anew."""
