@@ -1256,9 +1256,11 @@ class WatchRecipeRebuilt(_CallbackRule):
         "listener, TreeCache listener, rawlink callback); in a request handler (a route decorator "
         "of a Flask/Blueprint/FastAPI/APIRouter/Quart/Sanic/Bottle object, a Celery task); or in a "
         "function a same-module caller runs in one of those ways, up to three calls up. Any guard "
-        "silences it: an enclosing `if` (or an earlier `if ...: return/continue`) that tests "
-        "membership (`in`/`not in`), compares with None, or tests a variable that is not a "
-        "parameter (`if not self._watching:`); a loop over a set difference "
+        "silences it: an enclosing `if` (or an earlier `if ...: return/continue`) about state the "
+        "function does not get as an argument (`self.`, a global): membership in a container "
+        "(`path not in self._watched`), a comparison with None (`self._watch is None`), or its "
+        "truth (`if not self._watching:`); `if data is None:` on the watch's own argument is no "
+        "guard; a loop over a set difference "
         "(`set(children) - self.watched`); an `lru_cache`/`cache` decorator. A guard that does "
         "not work (tests a set nobody fills) is not checked. Other per-request frameworks "
         "(Django views, class-based handlers) and callers in other modules are not seen."
@@ -1373,11 +1375,11 @@ class WatchRecipeRebuilt(_CallbackRule):
 
     def _guarded(self, flow, node: ast.AST, scope: Scope) -> bool:
         """Is `node` under a test that remembers what is already watched?"""
-        params = set(scope.params)
+        params = set(scope.params) - {scope.self_name}
         blocks = flow.blocks(node)
         for block in blocks:
             owner = block.owner
-            if isinstance(owner, (ast.If, ast.While)) and block.field == "body" and _remembers(owner.test, params):
+            if isinstance(owner, ast.If) and block.field == "body" and _remembers(owner.test, params):
                 return True
             if isinstance(owner, ast.If) and block.field == "orelse" and _remembers(owner.test, params):
                 return True
@@ -1427,21 +1429,34 @@ class WatchRecipeRebuilt(_CallbackRule):
 
 
 def _remembers(test: ast.AST, params: Set[str]) -> bool:
-    """A test that looks up remembered state: membership, None, or a non-parameter variable."""
-    for node in walk(test):
-        if isinstance(node, ast.Compare):
-            if any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops):
+    """A test that looks up remembered state (not only the function's own arguments):
+    membership in a container, a comparison with None, or a variable's truth."""
+    if isinstance(test, ast.BoolOp):
+        return any(_remembers(value, params) for value in test.values)
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        return _remembers(test.operand, params)
+    if isinstance(test, ast.Compare):
+        left = test.left
+        for op, right in zip(test.ops, test.comparators):
+            if isinstance(op, (ast.In, ast.NotIn)) and isinstance(right, _CONTAINER_EXPRS) and _stateful(right, params):
                 return True
-            if any(isinstance(c, ast.Constant) and c.value is None for c in [node.left] + node.comparators):
-                return True
-    subject = test.operand if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not) else test
-    if isinstance(subject, (ast.Attribute, ast.Subscript)):
-        return True
-    if isinstance(subject, ast.Name) and subject.id not in params:
-        return True
-    if isinstance(subject, ast.Call) and isinstance(subject.func, ast.Name) and subject.func.id == "hasattr":
-        return True
-    return False
+            if isinstance(op, (ast.Is, ast.IsNot, ast.Eq, ast.NotEq)):
+                for side, other in ((left, right), (right, left)):
+                    if isinstance(other, ast.Constant) and other.value is None and _stateful(side, params):
+                        return True
+            left = right
+        return False
+    if isinstance(test, ast.Call):
+        return isinstance(test.func, ast.Name) and test.func.id == "hasattr" and _stateful(test, params)
+    return isinstance(test, (ast.Name, ast.Attribute, ast.Subscript)) and _stateful(test, params)
+
+
+_CONTAINER_EXPRS = (ast.Name, ast.Attribute, ast.Subscript, ast.Call)
+
+
+def _stateful(expr: ast.AST, params: Set[str]) -> bool:
+    """Does `expr` read something besides the function's arguments (self's attributes, globals)?"""
+    return any(isinstance(node, ast.Name) and node.id not in params for node in walk(expr))
 
 
 def _new_items_only(iterable: ast.AST) -> bool:
