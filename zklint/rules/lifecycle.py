@@ -19,7 +19,7 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 
 from zklint.fixer import FixError, parse_statement, statements_edit
 from zklint.flow import Flow, before, own_descendants, position
-from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, argument, walk
+from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, argument, keyword, walk
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
 
@@ -903,27 +903,30 @@ class ClientSharedAcrossFork(Rule):
     fix_safety = None
     limits = (
         "Within one module. The fork: `os.fork()` whose child branch is recognised (`if pid == 0:`, "
-        "`if not pid:`, the `else` of `if pid:`/`if pid > 0:`, and what follows a parent branch "
-        "that always exits); `multiprocessing.Process(target=...)` (positional `args=(...)` "
-        "handing it a client included) and `Process` subclasses' `run`; `Pool`/"
-        "`ProcessPoolExecutor` task methods (`map`, `imap`, `starmap`, `apply_async`, `submit`...) "
-        "on a pool built in the same function or bound to one name; Celery tasks (`@app.task` of a "
-        "`Celery(...)` app, `@shared_task`), whose prefork worker imports the module before "
-        "forking (a worker run with another pool, `-P solo`/`threads`/`gevent`, does not fork: a false "
-        "alarm there). A `get_context(\"spawn\"/\"forkserver\")` context, `mp_context=` of that kind, or "
-        "`set_start_method(\"spawn\"/\"forkserver\")` anywhere in the module silences "
-        "multiprocessing; an unknown context or start method too. The rule assumes the fork "
-        "default of Linux before Python 3.14 (macOS and Windows spawn by default). The client: "
-        "started (`start()`/`start_async()`) at import time (module-level code outside `if "
-        "__name__ == \"__main__\":`), in straight-line code of the function that forks before "
-        "the fork, or as `self.<attr>` in `__init__` of the class whose method forks (or whose "
-        "`run` is the child); a client started by a factory or in another function is not "
-        "followed. The use: a call on that client in the child's code, or in a same-module "
-        "function it calls directly; silent when the child (or a pool initializer) rebinds "
-        "the client. Web applications are not flagged: gunicorn imports the application after "
-        "forking unless `preload_app` is set, uWSGI before unless `lazy-apps` is set, which "
-        "the module does not show. The other side of the fork (a client imported from another "
-        "module, a fork in another module) is not seen."
+        "`if not pid:`, the `else` of `if pid:`/`if pid != 0:`/`if pid > 0:`, and what follows a parent "
+        "branch that always exits); `multiprocessing.Process(target=...)` (a client handed to it in "
+        "`args=(...)` included) and `Process` subclasses' `run`; `Pool`/`ProcessPoolExecutor` task "
+        "methods (`map`, `imap`, `starmap`, `apply_async`, `submit`...) on a pool built in the same "
+        "function or bound to one name; Celery tasks (`@app.task` of a `Celery(...)` app, "
+        "`@shared_task`), whose prefork worker imports the module before forking, unless the module "
+        "sets `worker_pool` to another pool (a worker started with `-P solo`/`threads`/`gevent` on the "
+        "command line does not fork either: a false alarm there). A `get_context(\"spawn\"/"
+        "\"forkserver\")` context, `mp_context=` of that kind, or `set_start_method(\"spawn\"/"
+        "\"forkserver\")` anywhere in the module silences multiprocessing; an unknown context or "
+        "start method too. The rule assumes the fork default of Linux before Python 3.14 (macOS and "
+        "Windows spawn by default). The client: started (`start()`/`start_async()`, or bound to a call "
+        "of a module function that starts the client it returns) at import time (module-level code "
+        "outside `if __name__ == \"__main__\":`), in straight-line code of the function that forks "
+        "before the fork, or as `self.<attr>` in `__init__` of the class whose method forks (or whose "
+        "`run` is the child). A client started lazily by a getter the parent happened to call before "
+        "forking (kazoo issue 628) is not followed. The use: a call on that client in the child's "
+        "code, or in a same-module function the child calls directly (on the client it names, or on "
+        "one the child hands it as an argument); stop()/close() are not counted (they stall, then "
+        "raise). Silent when the child (or a pool initializer, or that function) rebinds the client. "
+        "Web applications are not flagged: gunicorn imports the application after forking unless "
+        "`preload_app` is set, uWSGI before unless `lazy-apps` is set, which the module does not show. "
+        "The other side of the fork (a client imported from another module, a fork in another module) "
+        "is not seen."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -934,16 +937,40 @@ class ClientSharedAcrossFork(Rule):
             if method in ("start", "start_async"):
                 starts.setdefault(key, []).append(site.node)
             by_scope.setdefault(id(site.scope.node), []).append((site.node, key, method))
+        self._by_scope = by_scope
+        self._add_factory_starts(starts)
         if not starts:
             return
         self._starts = starts
-        self._by_scope = by_scope
         reported = set()
         for child in self._children():
             for node, message in self._hits(child):
                 if id(node) not in reported:
                     reported.add(id(node))
                     yield self.finding(node, message)
+
+    def _add_factory_starts(self, starts: Dict[ClientKey, List[ast.Call]]) -> None:
+        """``zk = connect()`` where the module's function connect() starts the client it returns:
+        the call starts `zk` (kazoo issue 519's shape)."""
+        model = self.model
+        parents = model.parents()
+        started = {}
+        for site in model.calls:
+            target = model.resolve_function(site.node.func, site.scope)
+            if not isinstance(target, _FUNCTION_DEFS):
+                continue
+            if id(target) not in started:
+                started[id(target)] = model.is_client_factory(target) and any(
+                    method in ("start", "start_async") and key.kind == "name" and key.scope.node is target
+                    for _, key, method in self._by_scope.get(id(target), ())
+                )
+            statement = parents.get(id(site.node))
+            if not started[id(target)] or not isinstance(statement, ast.Assign) or statement.value is not site.node:
+                continue
+            if len(statement.targets) == 1:
+                key = model.client_key(statement.targets[0], site.scope)
+                if key is not None:
+                    starts.setdefault(key, []).append(site.node)
 
     # -- where the process forks ---------------------------------------------------------
 
@@ -984,7 +1011,7 @@ class ClientSharedAcrossFork(Rule):
                 if run is not None:
                     yield _Child(node, scope, f"the child process of {node.name} (a multiprocessing.Process)",
                                  _POOL_ADVICE, run)
-            elif isinstance(node, _FUNCTION_DEFS) and self._is_celery_task(node):
+            elif isinstance(node, _FUNCTION_DEFS) and self._is_celery_task(node) and not self._celery_without_fork():
                 yield _Child(
                     node, model.module_scope,
                     f"a Celery prefork worker, forked after importing this module ({node.name} is a task)",
@@ -1081,17 +1108,22 @@ class ClientSharedAcrossFork(Rule):
     ) -> Tuple[Tuple[str, ClientKey], ...]:
         """Parameters of the Process target that ``args=(...)`` hands a client."""
         args = argument(call, 3, "args")
-        if not isinstance(args, (ast.Tuple, ast.List)) or isinstance(function, ast.Lambda):
+        if not isinstance(args, (ast.Tuple, ast.List)):
             return ()
-        params = function.args.posonlyargs + function.args.args
-        if isinstance(target, ast.Attribute):
-            params = params[1:]  # a bound method: self is not in args
-        found = []
-        for param, value in zip(params, args.elts):
-            key = self.model.read_key(value, scope)
-            if key is not None:
-                found.append((param.arg, key))
-        return tuple(found)
+        return tuple(self._clients_for_params(args.elts, function, isinstance(target, ast.Attribute), scope).items())
+
+    def _celery_without_fork(self) -> bool:
+        """The module configures a Celery pool that does not fork (``worker_pool = "solo"``...)."""
+        for assign, _ in self.model.assignments:
+            if any(isinstance(t, ast.Attribute) and t.attr == "worker_pool" for t in assign.targets) and not (
+                isinstance(assign.value, ast.Constant) and assign.value.value == "prefork"
+            ):
+                return True
+        for site in self.model.calls:
+            pool = keyword(site.node, "worker_pool")
+            if pool is not None and not (isinstance(pool.value, ast.Constant) and pool.value.value == "prefork"):
+                return True
+        return False
 
     def _is_celery_task(self, func: ast.AST) -> bool:
         model = self.model
@@ -1164,7 +1196,8 @@ class ClientSharedAcrossFork(Rule):
 
     def _uses(self, child: _Child) -> Iterator[Tuple[ast.Call, ClientKey, str, Optional[Tuple[ast.AST, ast.Call]]]]:
         """(call, client, method, via) for each client call the child's code makes; via is
-        (helper, its call) when the call is in a same-module function the child calls."""
+        (helper, its call) when the call is in a same-module function the child calls (on a
+        client it names, or on one the child hands it as an argument)."""
         for node, key, method in self._direct_uses(child):
             yield node, key, method, None
         scope = child.scope if child.function is None else self.model.function_scope(child.function)
@@ -1176,32 +1209,61 @@ class ClientSharedAcrossFork(Rule):
             target = self.model.resolve_function(node.func, scope)
             if target is None or target is child.function or isinstance(target, ast.Lambda):
                 continue
-            for inner, key, method in self._calls_in(target):
-                if method not in _NOT_HANGING:
-                    yield node, key, method, (target, inner)
-                    break
+            inner_calls = [(inner, key, method) for inner, key, method in self._calls_in(target)
+                           if method not in _NOT_HANGING]
+            inner_calls += list(self._parameter_calls(target, self._handed_clients(node, target, scope)))
+            for inner, key, method in sorted(inner_calls, key=lambda c: position(c[0])):
+                yield node, key, method, (target, inner)
+                break
 
     def _direct_uses(self, child: _Child) -> Iterator[Tuple[ast.Call, ClientKey, str]]:
         if child.function is not None:
             for node, key, method in self._calls_in(child.function):
                 if method not in _NOT_HANGING:
                     yield node, key, method
-            params = dict(child.client_params)
-            if params:
-                scope = self.model.function_scope(child.function)
-                for node in own_descendants(child.function):
-                    if (
-                        isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                        and isinstance(node.func.value, ast.Name) and node.func.value.id in params
-                        and node.func.attr not in _NOT_HANGING
-                        and len(scope.bindings.get(node.func.value.id, ())) == 1
-                    ):
-                        yield node, params[node.func.value.id], node.func.attr
+            yield from self._parameter_calls(child.function, dict(child.client_params))
             return
         inside = {id(n) for stmt in child.statements for n in own_descendants(stmt)}
         for node, key, method in self._by_scope.get(id(child.scope.node), ()):
             if id(node) in inside and method not in _NOT_HANGING:
                 yield node, key, method
+
+    def _parameter_calls(
+        self, function: ast.AST, params: Dict[str, ClientKey]
+    ) -> Iterator[Tuple[ast.Call, ClientKey, str]]:
+        """Calls on the parameters of `function` that the caller hands a client (never rebound)."""
+        scope = self.model.function_scope(function)
+        if not params or scope is None:
+            return
+        for node in own_descendants(function):
+            if (
+                isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name) and node.func.value.id in params
+                and node.func.attr not in _NOT_HANGING
+                and len(scope.bindings.get(node.func.value.id, ())) == 1
+            ):
+                yield node, params[node.func.value.id], node.func.attr
+
+    def _handed_clients(self, call: ast.Call, target: ast.AST, scope: Scope) -> Dict[str, ClientKey]:
+        """Parameters of `target` that `call` passes a client to, by position."""
+        return self._clients_for_params(call.args, target, isinstance(call.func, ast.Attribute), scope)
+
+    def _clients_for_params(
+        self, values: List[ast.expr], function: ast.AST, bound: bool, scope: Scope
+    ) -> Dict[str, ClientKey]:
+        """Parameter name -> client for the positional `values` a call hands `function`
+        (`bound`: called as a method, so self is not among them)."""
+        if isinstance(function, ast.Lambda) or any(isinstance(v, ast.Starred) for v in values):
+            return {}
+        params = function.args.posonlyargs + function.args.args
+        if bound:
+            params = params[1:]
+        found = {}
+        for param, value in zip(params, values):
+            key = self.model.read_key(value, scope)
+            if key is not None:
+                found[param.arg] = key
+        return found
 
     def _calls_in(self, function: ast.AST) -> List[Tuple[ast.Call, ClientKey, str]]:
         return self._by_scope.get(id(function), [])
