@@ -1184,6 +1184,11 @@ _REQUEST_DECORATORS = frozenset({
 })
 _MEMOISERS = frozenset({"functools.lru_cache", "functools.cache"})
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
+# Callbacks kazoo runs again and again. A raw watch= callback fires once per registration and a
+# rawlink callback once per result: a watch built there is built once (unless they are re-armed).
+_RECURRING_CALLBACKS = frozenset({
+    CallbackKind.STATE_LISTENER, CallbackKind.DATA_WATCH, CallbackKind.CHILDREN_WATCH, CallbackKind.TREE_CACHE,
+})
 # How many calls up a per-event or per-request caller is looked for.
 _REBUILD_DEPTH = 3
 
@@ -1252,8 +1257,9 @@ class WatchRecipeRebuilt(_CallbackRule):
         "Repeated means: in a `for`/`while` loop with no `break`/`return` whose passes do not change "
         "the path (a loop over distinct paths builds one watch per path: fine unless the loop itself "
         "runs again), unless the watch's function can return False (a watcher stopped before the "
-        "next pass); in a callback the model knows (a watch, DataWatch/ChildrenWatch function, state "
-        "listener, TreeCache listener, rawlink callback); in a request handler (a route decorator "
+        "next pass); in a callback kazoo runs on every event (a DataWatch/ChildrenWatch function, a "
+        "state listener, a TreeCache listener; not a raw `watch=` or rawlink callback, which fire once "
+        "per registration); in a request handler (a route decorator "
         "of a Flask/Blueprint/FastAPI/APIRouter/Quart/Sanic/Bottle object, a Celery task); or in a "
         "function a same-module caller runs in one of those ways, up to three calls up. Any guard "
         "silences it: an enclosing `if` (or an earlier `if ...: return/continue`) about state the "
@@ -1263,7 +1269,8 @@ class WatchRecipeRebuilt(_CallbackRule):
         "guard; a loop over a set difference "
         "(`set(children) - self.watched`); an `lru_cache`/`cache` decorator. A guard that does "
         "not work (tests a set nobody fills) is not checked. Other per-request frameworks "
-        "(Django views, class-based handlers) and callers in other modules are not seen."
+        "(Django views, class-based handlers), objects built per event (an `__init__` that builds "
+        "the watch) and callers in other modules are not seen."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -1336,7 +1343,7 @@ class WatchRecipeRebuilt(_CallbackRule):
                for d in getattr(function, "decorator_list", ())):
             return None
         callback = self._callback_kinds().get(id(function))
-        if callback is not None:
+        if callback in _RECURRING_CALLBACKS:
             return f"in {fname}, a {callback.value} that kazoo runs again on every event"
         decorator = self._request_decorator(function)
         if decorator is not None:
