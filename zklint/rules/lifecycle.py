@@ -799,6 +799,7 @@ class StartAsyncNotAwaited(Rule):
 
 # multiprocessing's start methods that do not fork the parent (the child builds its own state).
 _NON_FORK_METHODS = frozenset({"spawn", "forkserver"})
+_FUNCTION_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _PROCESS_CLASSES = frozenset({"multiprocessing.Process", "multiprocessing.context.Process"})
 _POOL_CLASSES = frozenset({"multiprocessing.Pool", "multiprocessing.pool.Pool"})
 _EXECUTOR_CLASSES = frozenset({
@@ -822,7 +823,7 @@ _NOT_HANGING = frozenset({"add_listener", "remove_listener", "start", "start_asy
 class _Child:
     """Code that runs in a forked child: a function, or the child branch of an ``os.fork()``."""
 
-    fork: ast.AST  # the os.fork()/Process/Pool call, the Process subclass or the task's decorator
+    fork: ast.AST  # the os.fork()/Process/pool task call, the Process subclass, or the task function
     scope: Scope  # where the fork happens (for a task: the module, which the server imports first)
     how: str  # "a child forked by os.fork() (line 12)", for messages
     advice: str
@@ -834,6 +835,10 @@ class _Child:
 
 
 _FORK_ADVICE = "build and start a new client in the child"
+_PROCESS_ADVICE = (
+    "build and start the client in the child process (its target or run()) or use "
+    "multiprocessing.get_context(\"spawn\")"
+)
 _POOL_ADVICE = (
     "build and start the client in the worker (e.g. a Pool initializer) or use "
     "multiprocessing.get_context(\"spawn\")"
@@ -956,6 +961,9 @@ class ClientSharedAcrossFork(Rule):
         parents = model.parents()
         started = {}
         for site in model.calls:
+            statement = parents.get(id(site.node))
+            if not isinstance(statement, ast.Assign) or statement.value is not site.node or len(statement.targets) != 1:
+                continue
             target = model.resolve_function(site.node.func, site.scope)
             if not isinstance(target, _FUNCTION_DEFS):
                 continue
@@ -964,13 +972,9 @@ class ClientSharedAcrossFork(Rule):
                     method in ("start", "start_async") and key.kind == "name" and key.scope.node is target
                     for _, key, method in self._by_scope.get(id(target), ())
                 )
-            statement = parents.get(id(site.node))
-            if not started[id(target)] or not isinstance(statement, ast.Assign) or statement.value is not site.node:
-                continue
-            if len(statement.targets) == 1:
-                key = model.client_key(statement.targets[0], site.scope)
-                if key is not None:
-                    starts.setdefault(key, []).append(site.node)
+            key = model.client_key(statement.targets[0], site.scope) if started[id(target)] else None
+            if key is not None:
+                starts.setdefault(key, []).append(site.node)
 
     # -- where the process forks ---------------------------------------------------------
 
@@ -990,7 +994,7 @@ class ClientSharedAcrossFork(Rule):
                 if function is not None:
                     yield _Child(
                         call, scope, f"a multiprocessing child process (line {call.lineno}, fork start method)",
-                        _POOL_ADVICE, function, client_params=self._client_params(call, target, function, scope),
+                        _PROCESS_ADVICE, function, client_params=self._client_params(call, target, function, scope),
                     )
             elif isinstance(call.func, ast.Attribute) and call.func.attr in _POOL_TASK_METHODS and call.args:
                 pool = self._pool(call.func.value, scope, default)
@@ -1003,6 +1007,7 @@ class ClientSharedAcrossFork(Rule):
                         f"a pool worker process ({call.func.attr}() on line {call.lineno}, fork start method)",
                         _POOL_ADVICE, function, initializers=pool,
                     )
+        prefork = not self._celery_without_fork()
         for node, scope in model.scopes.items():
             if isinstance(node, ast.ClassDef) and default == "fork" and any(
                 model.qualname(base) in _PROCESS_CLASSES for base in node.bases
@@ -1010,8 +1015,8 @@ class ClientSharedAcrossFork(Rule):
                 run = next((s for s in node.body if isinstance(s, ast.FunctionDef) and s.name == "run"), None)
                 if run is not None:
                     yield _Child(node, scope, f"the child process of {node.name} (a multiprocessing.Process)",
-                                 _POOL_ADVICE, run)
-            elif isinstance(node, _FUNCTION_DEFS) and self._is_celery_task(node) and not self._celery_without_fork():
+                                 _PROCESS_ADVICE, run)
+            elif isinstance(node, _FUNCTION_DEFS) and self._is_celery_task(node) and prefork:
                 yield _Child(
                     node, model.module_scope,
                     f"a Celery prefork worker, forked after importing this module ({node.name} is a task)",
@@ -1348,9 +1353,6 @@ class ClientSharedAcrossFork(Rule):
                 if isinstance(node, ast.Attribute) and node.attr == key.name and isinstance(node.ctx, ast.Store):
                     return True
         return False
-
-
-_FUNCTION_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 def _is_main_guard(test: ast.AST) -> bool:
