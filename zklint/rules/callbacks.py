@@ -1255,8 +1255,8 @@ class WatchRecipeRebuilt(_CallbackRule):
         "Builds found: `client.DataWatch/ChildrenWatch(...)` (call and decorator forms) and "
         "`kazoo.recipe.watchers.DataWatch/ChildrenWatch(client, ...)` on a client the model knows. "
         "Repeated means: in a `for`/`while` loop with no `break`/`return` whose passes do not change "
-        "the path (a loop over distinct paths builds one watch per path: fine unless the loop itself "
-        "runs again), unless the watch's function can return False (a watcher stopped before the "
+        "the path or the function (a loop over distinct paths builds one watch per path: fine unless "
+        "the loop itself runs again), unless the watch's function can return False (a watcher stopped before the "
         "next pass); in a callback kazoo runs on every event (a DataWatch/ChildrenWatch function, a "
         "state listener, a TreeCache listener; not a raw `watch=` or rawlink callback, which fire once "
         "per registration); in a request handler (a route decorator "
@@ -1274,11 +1274,12 @@ class WatchRecipeRebuilt(_CallbackRule):
     )
 
     def check(self) -> Iterator[Finding]:
-        for call, scope, recipe, path, func in self._builds():
-            path_names = {n.id for n in walk(path) if isinstance(n, ast.Name)} if path is not None else None
-            if path_names is None:
+        for call, scope, recipe, path, func_expr, func in self._builds():
+            if path is None:
                 continue
-            reason = self._why_repeated(call, scope, path_names, func, 0)
+            # A loop whose passes change the path or the function builds other watches, not the same one.
+            names = {n.id for e in (path, func_expr) if e is not None for n in walk(e) if isinstance(n, ast.Name)}
+            reason = self._why_repeated(call, scope, names, func, 0)
             if reason is None:
                 continue
             yield self.finding(call, (
@@ -1287,8 +1288,9 @@ class WatchRecipeRebuilt(_CallbackRule):
                 "the function once per build and watchers leak; build it once per path"
             ))
 
-    def _builds(self) -> Iterator[Tuple[ast.Call, Scope, str, Optional[ast.AST], Optional[FunctionNode]]]:
-        """(call, scope, recipe, path, watch function) for every DataWatch/ChildrenWatch built."""
+    def _builds(self) -> Iterator[tuple]:
+        """(call, scope, recipe, path, func argument, watch function) for every DataWatch/ChildrenWatch
+        built; the function argument is None in the decorator form, whose function is the def."""
         model = self.model
         decorated = {}
         for node in model.scopes:
@@ -1296,21 +1298,22 @@ class WatchRecipeRebuilt(_CallbackRule):
                 for deco in node.decorator_list:
                     decorated[id(deco)] = node
 
-        def watch_function(call: ast.Call, position: int, scope: Scope) -> Optional[FunctionNode]:
+        def build(call: ast.Call, scope: Scope, recipe: str, position: int) -> tuple:
             func_expr = argument(call, position, "func")
             if func_expr is None:
-                return decorated.get(id(call))  # @zk.DataWatch(path) over a def
-            return model.resolve_function(func_expr, scope)
+                func = decorated.get(id(call))  # @zk.DataWatch(path) over a def
+            else:
+                func = model.resolve_function(func_expr, scope)
+            return call, scope, recipe, argument(call, position - 1, "path"), func_expr, func
 
         for site, _key, method in model.client_calls():
             if method in _WATCH_RECIPES:
-                call = site.node
-                yield call, site.scope, method, argument(call, 0, "path"), watch_function(call, 1, site.scope)
+                yield build(site.node, site.scope, method, 1)
         for site in model.calls:
             call = site.node
             recipe = _WATCH_RECIPE_CLASSES.get(model.qualname(call.func) or "")
             if recipe is not None and call.args and model.is_client_expr(call.args[0], site.scope):
-                yield call, site.scope, recipe, argument(call, 1, "path"), watch_function(call, 2, site.scope)
+                yield build(call, site.scope, recipe, 2)
 
     # -- is the build repeated? --------------------------------------------------------------
 
