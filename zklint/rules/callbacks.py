@@ -23,7 +23,7 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 
 from zklint import kazoo_api
 from zklint.fixer import FixError, parse_statement, statements_edit
-from zklint.flow import own_descendants
+from zklint.flow import Flow, exits, own_descendants
 from zklint.kazoo_api import Api
 from zklint.model import Callback, CallbackKind, ClientKey, FunctionNode, Scope, argument, child_nodes, keyword, walk
 from zklint.findings import Edit, Finding, Safety
@@ -1167,3 +1167,321 @@ class OneShotWatch(_CallbackRule):
     @staticmethod
     def _inside(func: ast.AST, node: ast.AST) -> bool:
         return any(n is node for n in walk(func))
+
+
+# ---- ZK305 ---------------------------------------------------------------------------------
+
+_WATCH_RECIPES = {"DataWatch", "ChildrenWatch"}
+_WATCH_RECIPE_CLASSES = {"kazoo.recipe.watchers.DataWatch": "DataWatch",
+                         "kazoo.recipe.watchers.ChildrenWatch": "ChildrenWatch"}
+# Objects whose decorated functions run once per request or task.
+_REQUEST_APPS = frozenset({
+    "flask.Flask", "flask.Blueprint", "fastapi.FastAPI", "fastapi.APIRouter", "quart.Quart",
+    "quart.Blueprint", "sanic.Sanic", "bottle.Bottle", "celery.Celery",
+})
+_REQUEST_DECORATORS = frozenset({
+    "route", "get", "post", "put", "patch", "delete", "head", "options", "api_route", "websocket", "task",
+})
+_MEMOISERS = frozenset({"functools.lru_cache", "functools.cache"})
+_LOOPS = (ast.For, ast.AsyncFor, ast.While)
+# Callbacks kazoo runs again and again. A raw watch= callback fires once per registration and a
+# rawlink callback once per result: a watch built there is built once (unless they are re-armed).
+_RECURRING_CALLBACKS = frozenset({
+    CallbackKind.STATE_LISTENER, CallbackKind.DATA_WATCH, CallbackKind.CHILDREN_WATCH, CallbackKind.TREE_CACHE,
+})
+# How many calls up a per-event or per-request caller is looked for.
+_REBUILD_DEPTH = 3
+
+
+@register
+class WatchRecipeRebuilt(_CallbackRule):
+    code = "ZK305"
+    name = "watch-recipe-rebuilt"
+    summary = (
+        "A DataWatch/ChildrenWatch built again and again (in a loop, a callback or a request handler) "
+        "with no guard."
+    )
+    why = (
+        "A DataWatch or ChildrenWatch is not a subscription that replaces the previous one: each "
+        "construction registers one more watcher, which re-arms itself after every event and every "
+        "reconnect and lives until its function returns False. Built inside a loop, inside another "
+        "watch or listener callback (a DataWatch per child inside a ChildrenWatch function is the "
+        "classic), or in a function that runs per request, the watchers pile up: after N rebuilds one "
+        "change runs the function N times, every watcher re-reads the node on each event, and "
+        "watchers and memory leak for the life of the client (kazoo issues 561, 542, 543). Build each "
+        "watch once, and remember which paths are already watched."
+    )
+    example = (
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "zk = KazooClient(hosts=\"zk1:2181,zk2:2181,zk3:2181\")\n"
+        "zk.start()\n"
+        "\n"
+        "\n"
+        "def on_members(children):\n"
+        "    for child in children:\n"
+        "        zk.DataWatch(\"/members/\" + child, on_member_data)\n"
+        "\n"
+        "\n"
+        "def on_member_data(data, stat):\n"
+        "    print(data)\n"
+        "\n"
+        "\n"
+        "zk.ChildrenWatch(\"/members\", on_members)\n"
+    )
+    use_instead = (
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "zk = KazooClient(hosts=\"zk1:2181,zk2:2181,zk3:2181\")\n"
+        "zk.start()\n"
+        "watched = set()\n"
+        "\n"
+        "\n"
+        "def on_members(children):\n"
+        "    for child in children:\n"
+        "        if child not in watched:\n"
+        "            watched.add(child)\n"
+        "            zk.DataWatch(\"/members/\" + child, on_member_data)\n"
+        "\n"
+        "\n"
+        "def on_member_data(data, stat):\n"
+        "    print(data)\n"
+        "\n"
+        "\n"
+        "zk.ChildrenWatch(\"/members\", on_members)\n"
+    )
+    fix_safety = None
+    limits = (
+        "Builds found: `client.DataWatch/ChildrenWatch(...)` (call and decorator forms) and "
+        "`kazoo.recipe.watchers.DataWatch/ChildrenWatch(client, ...)` on a client the model knows. "
+        "Repeated means: in a `for`/`while` loop with no `break`/`return` whose passes do not change "
+        "the path or the function (a loop over distinct paths builds one watch per path: fine unless "
+        "the loop itself runs again), unless the watch's function can return False (a watcher stopped before the "
+        "next pass); in a callback kazoo runs on every event (a DataWatch/ChildrenWatch function, a "
+        "state listener, a TreeCache listener; not a raw `watch=` or rawlink callback, which fire once "
+        "per registration); in a request handler (a route decorator "
+        "of a Flask/Blueprint/FastAPI/APIRouter/Quart/Sanic/Bottle object, a Celery task); or in a "
+        "function a same-module caller runs in one of those ways, up to three calls up. Any guard "
+        "silences it: an enclosing `if` (or an earlier `if ...: return/continue`) about state the "
+        "function does not get as an argument (`self.`, a global): membership in a container "
+        "(`path not in self._watched`), a comparison with None (`self._watch is None`), or its "
+        "truth (`if not self._watching:`); `if data is None:` on the watch's own argument is no "
+        "guard; a loop over a set difference "
+        "(`set(children) - self.watched`); an `lru_cache`/`cache` decorator. A guard that does "
+        "not work (tests a set nobody fills) is not checked. Other per-request frameworks "
+        "(Django views, class-based handlers), objects built per event (an `__init__` that builds "
+        "the watch) and callers in other modules are not seen."
+    )
+
+    def check(self) -> Iterator[Finding]:
+        for call, scope, recipe, path, func_expr, func in self._builds():
+            if path is None:
+                continue
+            # A loop whose passes change the path or the function builds other watches, not the same one.
+            names = {n.id for e in (path, func_expr) if e is not None for n in walk(e) if isinstance(n, ast.Name)}
+            reason = self._why_repeated(call, scope, names, func, 0)
+            if reason is None:
+                continue
+            yield self.finding(call, (
+                f"{recipe} built {reason}, with no guard that remembers the watched paths: each build "
+                "adds one more watcher that lives until its function returns False, so one change runs "
+                "the function once per build and watchers leak; build it once per path"
+            ))
+
+    def _builds(self) -> Iterator[tuple]:
+        """(call, scope, recipe, path, func argument, watch function) for every DataWatch/ChildrenWatch
+        built; the function argument is None in the decorator form, whose function is the def."""
+        model = self.model
+        decorated = {}
+        for node in model.scopes:
+            if isinstance(node, _DEF_TYPES):
+                for deco in node.decorator_list:
+                    decorated[id(deco)] = node
+
+        def build(call: ast.Call, scope: Scope, recipe: str, position: int) -> tuple:
+            func_expr = argument(call, position, "func")
+            if func_expr is None:
+                func = decorated.get(id(call))  # @zk.DataWatch(path) over a def
+            else:
+                func = model.resolve_function(func_expr, scope)
+            return call, scope, recipe, argument(call, position - 1, "path"), func_expr, func
+
+        for site, _key, method in model.client_calls():
+            if method in _WATCH_RECIPES:
+                yield build(site.node, site.scope, method, 1)
+        for site in model.calls:
+            call = site.node
+            recipe = _WATCH_RECIPE_CLASSES.get(model.qualname(call.func) or "")
+            if recipe is not None and call.args and model.is_client_expr(call.args[0], site.scope):
+                yield build(call, site.scope, recipe, 2)
+
+    # -- is the build repeated? --------------------------------------------------------------
+
+    def _flow(self, scope: Scope) -> Optional[Flow]:
+        if isinstance(scope.node, ast.Lambda) or scope.kind == "class":
+            return None
+        flows = getattr(self, "_flows", None)
+        if flows is None:
+            flows = self._flows = {}
+        flow = flows.get(id(scope.node))
+        if flow is None:
+            flow = flows[id(scope.node)] = Flow(scope.node)
+        return flow
+
+    def _why_repeated(self, node: ast.AST, scope: Scope, names: Set[str], func: Optional[FunctionNode],
+                      depth: int) -> Optional[str]:
+        """Why `node` (a build, or a call that leads to one) runs again and again; None: it may not."""
+        flow = self._flow(scope)
+        if flow is None or not flow.contains(node) or self._guarded(flow, node, scope):
+            return None
+        for loop in reversed(flow.enclosing_loops(node)):
+            if self._repeats(loop, names) and not (func is not None and depth == 0 and _may_return_false(func)):
+                kind = "while" if isinstance(loop, ast.While) else "for"
+                return f"in a {kind} loop (line {loop.lineno}) that builds it again on every pass"
+        if scope.kind != "function":
+            return None
+        function = scope.node
+        fname = getattr(function, "name", "a lambda")
+        if any(self.model.qualname(d.func if isinstance(d, ast.Call) else d) in _MEMOISERS
+               for d in getattr(function, "decorator_list", ())):
+            return None
+        callback = self._callback_kinds().get(id(function))
+        if callback in _RECURRING_CALLBACKS:
+            return f"in {fname}, a {callback.value} that kazoo runs again on every event"
+        decorator = self._request_decorator(function)
+        if decorator is not None:
+            return f"in {fname}, a request handler (@{decorator}) that runs on every request"
+        if depth >= _REBUILD_DEPTH:
+            return None
+        for site in self._calls_of(function):
+            args = list(site.node.args) + [k.value for k in site.node.keywords]
+            arg_names = {n.id for a in args for n in walk(a) if isinstance(n, ast.Name)}
+            caller = self._why_repeated(site.node, site.scope, arg_names, None, depth + 1)
+            if caller is not None:
+                return f"in {fname}, called on line {site.node.lineno} {caller}"
+        return None
+
+    def _repeats(self, loop: ast.stmt, names: Set[str]) -> bool:
+        """Does every pass of `loop` run again with the same path (no break/return, path unchanged)?"""
+        bound: Set[str] = set()
+        if isinstance(loop, (ast.For, ast.AsyncFor)):
+            bound |= {n.id for n in walk(loop.target) if isinstance(n, ast.Name)}
+        for stmt in loop.body:
+            for sub in own_descendants(stmt):
+                if isinstance(sub, ast.Return):
+                    return False
+                if isinstance(sub, ast.Break) and self._loop_of_break(sub, loop):
+                    return False
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                    bound.add(sub.id)
+        return not (names & bound)
+
+    def _loop_of_break(self, node: ast.Break, loop: ast.stmt) -> bool:
+        parents = self.model.parents()
+        current = parents.get(id(node))
+        while current is not None and not isinstance(current, _LOOPS):
+            current = parents.get(id(current))
+        return current is loop
+
+    def _guarded(self, flow, node: ast.AST, scope: Scope) -> bool:
+        """Is `node` under a test that remembers what is already watched?"""
+        params = set(scope.params) - {scope.self_name}
+        blocks = flow.blocks(node)
+        for block in blocks:
+            owner = block.owner
+            if isinstance(owner, ast.If) and block.field == "body" and _remembers(owner.test, params):
+                return True
+            if isinstance(owner, ast.If) and block.field == "orelse" and _remembers(owner.test, params):
+                return True
+            if isinstance(owner, (ast.For, ast.AsyncFor)) and block.field == "body" and _new_items_only(owner.iter):
+                return True
+            sibling = flow.sibling_in(block, node)
+            if sibling is None:
+                continue
+            for earlier in block.stmts[:block.index(sibling)]:
+                if isinstance(earlier, ast.If) and _remembers(earlier.test, params) and (
+                    exits(earlier.body) or exits(earlier.orelse)
+                ):
+                    return True
+        return False
+
+    def _callback_kinds(self) -> Dict[int, CallbackKind]:
+        kinds = getattr(self, "_kinds", None)
+        if kinds is None:
+            kinds = self._kinds = {}
+            for cb in self.model.callbacks():
+                kinds.setdefault(id(cb.function), cb.kind)
+        return kinds
+
+    def _request_decorator(self, function: ast.AST) -> Optional[str]:
+        model = self.model
+        for deco in getattr(function, "decorator_list", ()):
+            target = deco.func if isinstance(deco, ast.Call) else deco
+            if model.qualname(target) == "celery.shared_task":
+                return "shared_task"
+            if isinstance(target, ast.Attribute) and target.attr in _REQUEST_DECORATORS:
+                owner = target.value
+                values = model.constructions(owner, model.module_scope) if isinstance(owner, ast.Name) else None
+                if values and all(model.qualname(call.func) in _REQUEST_APPS for call, _ in values):
+                    return ast.unparse(target)
+        return None
+
+    def _calls_of(self, function: ast.AST) -> list:
+        calls_of = getattr(self, "_callers", None)
+        if calls_of is None:
+            calls_of = self._callers = {}
+            for site in self.model.calls:
+                if isinstance(site.node.func, (ast.Name, ast.Attribute)):
+                    target = self.model.resolve_function(site.node.func, site.scope)
+                    if target is not None:
+                        calls_of.setdefault(id(target), []).append(site)
+        return calls_of.get(id(function), [])
+
+
+def _remembers(test: ast.AST, params: Set[str]) -> bool:
+    """A test that looks up remembered state (not only the function's own arguments):
+    membership in a container, a comparison with None, or a variable's truth."""
+    if isinstance(test, ast.BoolOp):
+        return any(_remembers(value, params) for value in test.values)
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        return _remembers(test.operand, params)
+    if isinstance(test, ast.Compare):
+        left = test.left
+        for op, right in zip(test.ops, test.comparators):
+            if isinstance(op, (ast.In, ast.NotIn)) and isinstance(right, _CONTAINER_EXPRS) and _stateful(right, params):
+                return True
+            if isinstance(op, (ast.Is, ast.IsNot, ast.Eq, ast.NotEq)):
+                for side, other in ((left, right), (right, left)):
+                    if isinstance(other, ast.Constant) and other.value is None and _stateful(side, params):
+                        return True
+            left = right
+        return False
+    if isinstance(test, ast.Call):
+        return isinstance(test.func, ast.Name) and test.func.id == "hasattr" and _stateful(test, params)
+    return isinstance(test, (ast.Name, ast.Attribute, ast.Subscript)) and _stateful(test, params)
+
+
+_CONTAINER_EXPRS = (ast.Name, ast.Attribute, ast.Subscript, ast.Call)
+
+
+def _stateful(expr: ast.AST, params: Set[str]) -> bool:
+    """Does `expr` read something besides the function's arguments (self's attributes, globals)?"""
+    return any(isinstance(node, ast.Name) and node.id not in params for node in walk(expr))
+
+
+def _new_items_only(iterable: ast.AST) -> bool:
+    """``set(children) - self.watched`` / ``.difference(...)``: only what is not watched yet."""
+    for node in walk(iterable):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub):
+            return True
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "difference":
+            return True
+    return False
+
+
+def _may_return_false(func: FunctionNode) -> bool:
+    """Can the watch function stop its watcher (``return False``)?"""
+    return any(
+        isinstance(node, ast.Return) and isinstance(node.value, ast.Constant) and node.value.value is False
+        for node in own_descendants(func)
+    )

@@ -19,7 +19,7 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 
 from zklint.fixer import FixError, parse_statement, statements_edit
 from zklint.flow import Flow, before, own_descendants, position
-from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, walk
+from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, argument, keyword, walk
 from zklint.facts import USES
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
@@ -822,25 +822,6 @@ class StartAsyncNotAwaited(Rule):
 _CLOSING = "contextlib.closing"
 
 
-def _started_by_factory(model: ModuleModel, uses: List[Use]) -> bool:
-    """Is the variable bound only to calls of functions of the module that start the
-    client they return (``zk = connect()`` where ``connect`` calls ``start()``)?"""
-    use = uses[0]
-    constructions = model.constructions(use.node, use.scope)
-    if not constructions:
-        return False
-    for call, scope in constructions:
-        factory = model.resolve_function(call.func, scope) if not model.is_client_construction(call) else None
-        if factory is None or not model.is_client_factory(factory):
-            return False
-        if not any(
-            isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in START_METHODS
-            for node in own_descendants(factory)
-        ):
-            return False
-    return True
-
-
 def _tests_connection(model: ModuleModel, test: ast.AST, key: ClientKey, scope: Scope) -> bool:
     """Does an ``if`` test read the client's connection state (``zk.connected``, ``zk.state``)?"""
     for node in own_descendants(test):
@@ -954,7 +935,7 @@ class CloseBeforeStop(Rule):
     # -- facts
 
     def _started(self, key: ClientKey, uses: List[Use]) -> bool:
-        return bool(_refs(uses, *START_METHODS)) or _started_by_factory(self.model, uses)
+        return bool(_refs(uses, *START_METHODS)) or bool(_started_by_factory(self.model, key, uses))
 
     def _stopped_before(self, key: ClientKey, close: Use, stops: List[Use], starts: List[Use]) -> bool:
         """Does a stop() run before this close(), or can the analysis not tell?"""
@@ -1098,3 +1079,596 @@ class CloseBeforeStop(Rule):
             return out
 
         return statements_edit(source, [stmt], transform)
+
+
+# ---- ZK205 ----------------------------------------------------------------------------
+
+# multiprocessing's start methods that do not fork the parent (the child builds its own state).
+_NON_FORK_METHODS = frozenset({"spawn", "forkserver"})
+_FUNCTION_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_PROCESS_CLASSES = frozenset({"multiprocessing.Process", "multiprocessing.context.Process"})
+_POOL_CLASSES = frozenset({"multiprocessing.Pool", "multiprocessing.pool.Pool"})
+_EXECUTOR_CLASSES = frozenset({
+    "concurrent.futures.ProcessPoolExecutor", "concurrent.futures.process.ProcessPoolExecutor",
+})
+_GET_CONTEXT = frozenset({"multiprocessing.get_context", "multiprocessing.context.get_context"})
+_SET_START_METHOD = frozenset({"multiprocessing.set_start_method"})
+# Pool / executor methods whose first argument runs in a worker process.
+_POOL_TASK_METHODS = frozenset({
+    "apply", "apply_async", "map", "map_async", "imap", "imap_unordered", "starmap", "starmap_async", "submit",
+})
+_CELERY_APPS = frozenset({"celery.Celery"})
+_CELERY_SHARED_TASK = frozenset({"celery.shared_task"})
+_PROCESS_EXITS = frozenset({"os._exit", "sys.exit", "os.abort", "os.execv", "os.execvp", "os.execl", "os.execlp"})
+# Calls on an inherited client that do not wait for a reply: listeners, start() (a no-op on a
+# live client) and the lifecycle calls (stop() stalls for its timeout, then raises: not "never").
+_NOT_HANGING = frozenset({"add_listener", "remove_listener", "start", "start_async", "stop", "close", "restart"})
+
+
+@dataclass(frozen=True)
+class _Child:
+    """Code that runs in a forked child: a function, or the child branch of an ``os.fork()``."""
+
+    fork: ast.AST  # the os.fork()/Process/pool task call, the Process subclass, or the task function
+    scope: Scope  # where the fork happens (for a task: the module, which the server imports first)
+    how: str  # "a child forked by os.fork() (line 12)", for messages
+    advice: str
+    function: Optional[ast.AST] = None  # the function the child runs
+    statements: Tuple[ast.stmt, ...] = ()  # or the child branch, in `scope`
+    client_params: Tuple[Tuple[str, ClientKey], ...] = ()  # target parameters handed a parent's client
+    initializers: Tuple[ast.AST, ...] = ()  # pool initializers: they run in the child first
+    import_time_only: bool = False  # only a client started at import time is started before it
+
+
+_FORK_ADVICE = "build and start a new client in the child"
+_PROCESS_ADVICE = (
+    "build and start the client in the child process (its target or run()) or use "
+    "multiprocessing.get_context(\"spawn\")"
+)
+_POOL_ADVICE = (
+    "build and start the client in the worker (e.g. a Pool initializer) or use "
+    "multiprocessing.get_context(\"spawn\")"
+)
+_TASK_ADVICE = "start the client in each worker process (celery's worker_process_init signal) instead"
+
+
+@register
+class ClientSharedAcrossFork(Rule):
+    code = "ZK205"
+    name = "client-shared-across-fork"
+    summary = "A client started before the process forks is used in the child process."
+    why = (
+        "kazoo does nothing at fork. The child process gets a copy of the started client "
+        "object but not its connection thread (fork copies only the thread that called it), "
+        "so every synchronous call in the child queues its request and waits for a reply no "
+        "thread will ever read: it never returns. Meanwhile parent and child share one TCP "
+        "socket and one session, so a request written by one can be answered to the other "
+        "(kazoo issues 519, 554, 628). This happens with os.fork(), with "
+        "multiprocessing.Process/Pool and ProcessPoolExecutor under the fork start method "
+        "(the default on Linux before Python 3.14), and with prefork servers that import "
+        "the application before forking their workers, such as Celery's default prefork "
+        "pool: a client started at import time is inherited by every worker. Start the "
+        "client in the child (after the fork), or use the spawn start method."
+    )
+    example = (
+        "import multiprocessing\n"
+        "\n"
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "zk = KazooClient(hosts=\"zk1:2181,zk2:2181,zk3:2181\")\n"
+        "zk.start()\n"
+        "\n"
+        "\n"
+        "def load(name):\n"
+        "    data, _ = zk.get(\"/jobs/\" + name)\n"
+        "    return len(data)\n"
+        "\n"
+        "\n"
+        "if __name__ == \"__main__\":\n"
+        "    with multiprocessing.Pool(4) as pool:\n"
+        "        print(pool.map(load, [\"a\", \"b\", \"c\"]))\n"
+    )
+    use_instead = (
+        "import multiprocessing\n"
+        "\n"
+        "from kazoo.client import KazooClient\n"
+        "\n"
+        "zk = None\n"
+        "\n"
+        "\n"
+        "def connect():\n"
+        "    global zk\n"
+        "    zk = KazooClient(hosts=\"zk1:2181,zk2:2181,zk3:2181\")\n"
+        "    zk.start()\n"
+        "\n"
+        "\n"
+        "def load(name):\n"
+        "    data, _ = zk.get(\"/jobs/\" + name)\n"
+        "    return len(data)\n"
+        "\n"
+        "\n"
+        "if __name__ == \"__main__\":\n"
+        "    with multiprocessing.Pool(4, initializer=connect) as pool:\n"
+        "        print(pool.map(load, [\"a\", \"b\", \"c\"]))\n"
+    )
+    fix_safety = None
+    limits = (
+        "Within one module. The fork: `os.fork()` whose child branch is recognised (`if pid == 0:`, "
+        "`if not pid:`, the `else` of `if pid:`/`if pid != 0:`/`if pid > 0:`, and what follows a parent "
+        "branch that always exits); `multiprocessing.Process(target=...)` (a client handed to it in "
+        "`args=(...)` included) and `Process` subclasses' `run`; `Pool`/`ProcessPoolExecutor` task "
+        "methods (`map`, `imap`, `starmap`, `apply_async`, `submit`...) on a pool built in the same "
+        "function or bound to one name; Celery tasks (`@app.task` of a `Celery(...)` app, "
+        "`@shared_task`), whose prefork worker imports the module before forking, unless the module "
+        "sets `worker_pool` to another pool (a worker started with `-P solo`/`threads`/`gevent` on the "
+        "command line does not fork either: a false alarm there). A `get_context(\"spawn\"/"
+        "\"forkserver\")` context, `mp_context=` of that kind, or `set_start_method(\"spawn\"/"
+        "\"forkserver\")` anywhere in the module silences multiprocessing; an unknown context or "
+        "start method too. The rule assumes the fork default of Linux before Python 3.14 (macOS and "
+        "Windows spawn by default). The client: started (`start()`/`start_async()`, or bound to a call "
+        "of a module function that starts the client it returns) at import time (module-level code "
+        "outside `if __name__ == \"__main__\":`), in straight-line code of the function that forks "
+        "before the fork, or as `self.<attr>` in `__init__` of the class whose method forks (or whose "
+        "`run` is the child). A client started lazily by a getter the parent happened to call before "
+        "forking (kazoo issue 628) is not followed. The use: a call on that client in the child's "
+        "code, or in a same-module function the child calls directly (on the client it names, or on "
+        "one the child hands it as an argument); stop()/close() are not counted (they stall, then "
+        "raise). Silent when the child (or a pool initializer, or that function) rebinds the client. "
+        "Web applications are not flagged: gunicorn imports the application after forking unless "
+        "`preload_app` is set, uWSGI before unless `lazy-apps` is set, which the module does not show. "
+        "The other side of the fork (a client imported from another module, a fork in another module) "
+        "is not seen."
+    )
+
+    def check(self) -> Iterator[Finding]:
+        model = self.model
+        starts: Dict[ClientKey, List[ast.Call]] = {}
+        by_scope: Dict[int, List[Tuple[ast.Call, ClientKey, str]]] = {}
+        for site, key, method in model.client_calls():
+            if method in ("start", "start_async"):
+                starts.setdefault(key, []).append(site.node)
+            by_scope.setdefault(id(site.scope.node), []).append((site.node, key, method))
+        self._by_scope = by_scope
+        self._add_factory_starts(starts)
+        if not starts:
+            return
+        self._starts = starts
+        reported = set()
+        for child in self._children():
+            for node, message in self._hits(child):
+                if id(node) not in reported:
+                    reported.add(id(node))
+                    yield self.finding(node, message)
+
+    def _add_factory_starts(self, starts: Dict[ClientKey, List[ast.Call]]) -> None:
+        """``zk = connect()`` where the module's function connect() starts the client it returns:
+        the call starts `zk` (kazoo issue 519's shape)."""
+        model = self.model
+        parents = model.parents()
+        started = {}
+        for site in model.calls:
+            statement = parents.get(id(site.node))
+            if not isinstance(statement, ast.Assign) or statement.value is not site.node or len(statement.targets) != 1:
+                continue
+            target = model.resolve_function(site.node.func, site.scope)
+            if not isinstance(target, _FUNCTION_DEFS):
+                continue
+            if id(target) not in started:
+                started[id(target)] = model.is_client_factory(target) and any(
+                    method in ("start", "start_async") and key.kind == "name" and key.scope.node is target
+                    for _, key, method in self._by_scope.get(id(target), ())
+                )
+            key = model.client_key(statement.targets[0], site.scope) if started[id(target)] else None
+            if key is not None:
+                starts.setdefault(key, []).append(site.node)
+
+    # -- where the process forks ---------------------------------------------------------
+
+    def _children(self) -> Iterator[_Child]:
+        model = self.model
+        default = self._default_start_method()
+        for site in model.calls:
+            call, scope = site.node, site.scope
+            qual = model.qualname(call.func)
+            if qual == "os.fork":
+                child = self._fork_child(call, scope)
+                if child is not None:
+                    yield child
+            elif self._is_process(call, scope, default):
+                target = argument(call, 1, "target")
+                function = model.resolve_function(target, scope) if target is not None else None
+                if function is not None:
+                    yield _Child(
+                        call, scope, f"a multiprocessing child process (line {call.lineno}, fork start method)",
+                        _PROCESS_ADVICE, function, client_params=self._client_params(call, target, function, scope),
+                    )
+            elif isinstance(call.func, ast.Attribute) and call.func.attr in _POOL_TASK_METHODS and call.args:
+                pool = self._pool(call.func.value, scope, default)
+                if pool is None:
+                    continue
+                function = model.resolve_function(call.args[0], scope)
+                if function is not None:
+                    yield _Child(
+                        call, scope,
+                        f"a pool worker process ({call.func.attr}() on line {call.lineno}, fork start method)",
+                        _POOL_ADVICE, function, initializers=pool,
+                    )
+        prefork = not self._celery_without_fork()
+        for node, scope in model.scopes.items():
+            if isinstance(node, ast.ClassDef) and default == "fork" and any(
+                model.qualname(base) in _PROCESS_CLASSES for base in node.bases
+            ):
+                run = next((s for s in node.body if isinstance(s, ast.FunctionDef) and s.name == "run"), None)
+                if run is not None:
+                    yield _Child(node, scope, f"the child process of {node.name} (a multiprocessing.Process)",
+                                 _PROCESS_ADVICE, run)
+            elif isinstance(node, _FUNCTION_DEFS) and self._is_celery_task(node) and prefork:
+                yield _Child(
+                    node, model.module_scope,
+                    f"a Celery prefork worker, forked after importing this module ({node.name} is a task)",
+                    _TASK_ADVICE, node, import_time_only=True,
+                )
+
+    def _default_start_method(self) -> Optional[str]:
+        """multiprocessing's start method for this module: fork unless it sets another."""
+        method: Optional[str] = "fork"
+        for site in self.model.calls:
+            if self.model.qualname(site.node.func) in _SET_START_METHOD:
+                chosen = argument(site.node, 0, "method")
+                if isinstance(chosen, ast.Constant) and chosen.value in _NON_FORK_METHODS:
+                    return chosen.value
+                if not (isinstance(chosen, ast.Constant) and chosen.value == "fork"):
+                    method = None
+        return method
+
+    def _context_method(self, expr: ast.AST, scope: Scope, default: Optional[str]) -> Optional[str]:
+        """The start method of a multiprocessing context expression (None: unknown)."""
+        values = self.model.constructions(expr, scope)
+        if not values or len(values) != 1:
+            return None
+        call = values[0][0]
+        if self.model.qualname(call.func) not in _GET_CONTEXT:
+            return None
+        chosen = argument(call, 0, "method")
+        if chosen is None or (isinstance(chosen, ast.Constant) and chosen.value is None):
+            return default
+        return chosen.value if isinstance(chosen, ast.Constant) and isinstance(chosen.value, str) else None
+
+    def _made_by(self, call: ast.Call, scope: Scope, classes: frozenset, factory: str, default: Optional[str]) -> bool:
+        """``Cls(...)`` of the fork start method, or ``<context>.<factory>(...)`` of a fork context."""
+        if self.model.qualname(call.func) in classes:
+            return default == "fork"
+        if isinstance(call.func, ast.Attribute) and call.func.attr == factory:
+            return self._context_method(call.func.value, scope, default) == "fork"
+        return False
+
+    def _is_process(self, call: ast.Call, scope: Scope, default: Optional[str]) -> bool:
+        return self._made_by(call, scope, _PROCESS_CLASSES, "Process", default)
+
+    def _pool(self, expr: ast.AST, scope: Scope, default: Optional[str]) -> Optional[Tuple[ast.AST, ...]]:
+        """For a fork-method pool `expr`: its initializers (possibly none). None: not such a pool."""
+        constructions = self._pool_constructions(expr, scope)
+        if not constructions:
+            return None
+        initializers: List[ast.AST] = []
+        for call, call_scope in constructions:
+            if self._made_by(call, call_scope, _POOL_CLASSES, "Pool", default):
+                init = argument(call, 1, "initializer")
+            elif self.model.qualname(call.func) in _EXECUTOR_CLASSES:
+                context = argument(call, 1, "mp_context")
+                if context is None or (isinstance(context, ast.Constant) and context.value is None):
+                    if default != "fork":
+                        return None
+                elif self._context_method(context, call_scope, default) != "fork":
+                    return None
+                init = argument(call, 2, "initializer")
+            else:
+                return None
+            if init is not None and not (isinstance(init, ast.Constant) and init.value is None):
+                function = self.model.resolve_function(init, call_scope)
+                if function is None:
+                    return None  # an initializer we cannot read may build the child's client
+                initializers.append(function)
+        return tuple(initializers)
+
+    def _pool_constructions(self, expr: ast.AST, scope: Scope) -> Optional[List[Tuple[ast.Call, Scope]]]:
+        """The calls that built the pool `expr` names: assignments, or ``with Pool() as pool``."""
+        if isinstance(expr, ast.Call):
+            return [(expr, scope)]
+        if not isinstance(expr, ast.Name):
+            return None
+        owner = self.model.lookup(expr.id, scope)
+        if owner is None:
+            return None
+        found: List[Tuple[ast.Call, Scope]] = []
+        for stmt, with_scope in self.model.withs:
+            if with_scope is not owner:
+                continue
+            for item in stmt.items:
+                var = item.optional_vars
+                if isinstance(var, ast.Name) and var.id == expr.id and isinstance(item.context_expr, ast.Call):
+                    found.append((item.context_expr, owner))
+        bindings = owner.bindings.get(expr.id, ())
+        assigned = [v for v in bindings if isinstance(v, ast.Call)]
+        if len(found) + len(assigned) != len(bindings):
+            return None  # bound to something else too (a parameter, a loop target...)
+        return found + [(v, owner) for v in assigned]
+
+    def _client_params(
+        self, call: ast.Call, target: ast.AST, function: ast.AST, scope: Scope
+    ) -> Tuple[Tuple[str, ClientKey], ...]:
+        """Parameters of the Process target that ``args=(...)`` hands a client."""
+        args = argument(call, 3, "args")
+        if not isinstance(args, (ast.Tuple, ast.List)):
+            return ()
+        return tuple(self._clients_for_params(args.elts, function, isinstance(target, ast.Attribute), scope).items())
+
+    def _celery_without_fork(self) -> bool:
+        """The module configures a Celery pool that does not fork (``worker_pool = "solo"``...)."""
+        for assign, _ in self.model.assignments:
+            if any(isinstance(t, ast.Attribute) and t.attr == "worker_pool" for t in assign.targets) and not (
+                isinstance(assign.value, ast.Constant) and assign.value.value == "prefork"
+            ):
+                return True
+        for site in self.model.calls:
+            pool = keyword(site.node, "worker_pool")
+            if pool is not None and not (isinstance(pool.value, ast.Constant) and pool.value.value == "prefork"):
+                return True
+        return False
+
+    def _is_celery_task(self, func: ast.AST) -> bool:
+        model = self.model
+        for deco in func.decorator_list:
+            target = deco.func if isinstance(deco, ast.Call) else deco
+            if model.qualname(target) in _CELERY_SHARED_TASK:
+                return True
+            if isinstance(target, ast.Attribute) and target.attr == "task" and isinstance(target.value, ast.Name):
+                values = model.constructions(target.value, model.module_scope)
+                if values and all(model.qualname(call.func) in _CELERY_APPS for call, _ in values):
+                    return True
+        return False
+
+    def _fork_child(self, call: ast.Call, scope: Scope) -> Optional[_Child]:
+        """The child branch of ``pid = os.fork()`` / ``if os.fork() == 0:``."""
+        flow = _flow(self.model, scope)
+        if flow is None or not flow.contains(call):
+            return None
+        stmt = flow.statement_of(call)
+        test_stmt, is_pid = None, None
+        if isinstance(stmt, ast.If) and any(node is call for node in own_descendants(stmt.test)):
+            test_stmt, is_pid = stmt, (lambda e: e is call)
+        elif (
+            isinstance(stmt, ast.Assign) and stmt.value is call
+            and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
+        ):
+            pid = stmt.targets[0].id
+            for following in flow.following(stmt):
+                if any(isinstance(n, ast.Name) and n.id == pid for n in own_descendants(following)):
+                    if isinstance(following, ast.If):
+                        test_stmt = following
+                        is_pid = lambda e, pid=pid: isinstance(e, ast.Name) and e.id == pid  # noqa: E731
+                    break
+        if test_stmt is None:
+            return None
+        branch = _child_branch(test_stmt.test, is_pid)
+        if branch is None:
+            return None
+        child, parent = (test_stmt.body, test_stmt.orelse) if branch == "body" else (test_stmt.orelse, test_stmt.body)
+        statements = list(child)
+        if not self._leaves(child) and self._leaves(parent):
+            statements.extend(flow.following(test_stmt))
+        return _Child(call, scope, f"a child forked by os.fork() (line {call.lineno})", _FORK_ADVICE,
+                      statements=tuple(statements))
+
+    def _leaves(self, stmts: List[ast.stmt]) -> bool:
+        """Does this branch always end the process or leave the block?"""
+        if not stmts:
+            return False
+        last = stmts[-1]
+        if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call):
+            return self.model.qualname(last.value.func) in _PROCESS_EXITS
+        return isinstance(last, (ast.Return, ast.Raise, ast.Continue, ast.Break))
+
+    # -- the client the child uses ---------------------------------------------------------
+
+    def _hits(self, child: _Child) -> Iterator[Tuple[ast.AST, str]]:
+        for node, key, method, via in self._uses(child):
+            start = self._started_before(key, child)
+            if start is None or self._rebound_in_child(key, child, via):
+                continue
+            subject = f"{ast.unparse(node.func)}()"
+            if via is not None:
+                subject += f" (calls {ast.unparse(via[1].func)}() on line {via[1].lineno})"
+            yield node, (
+                f"{subject} runs in {child.how} on a client started before the fork (line "
+                f"{start.lineno}): the child has no connection thread, so the call never returns, and "
+                f"both processes share one socket and session; {child.advice}"
+            )
+
+    def _uses(self, child: _Child) -> Iterator[Tuple[ast.Call, ClientKey, str, Optional[Tuple[ast.AST, ast.Call]]]]:
+        """(call, client, method, via) for each client call the child's code makes; via is
+        (helper, its call) when the call is in a same-module function the child calls (on a
+        client it names, or on one the child hands it as an argument)."""
+        for node, key, method in self._direct_uses(child):
+            yield node, key, method, None
+        scope = child.scope if child.function is None else self.model.function_scope(child.function)
+        if scope is None:
+            return
+        for node in self._child_nodes(child):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, (ast.Name, ast.Attribute)):
+                continue
+            target = self.model.resolve_function(node.func, scope)
+            if target is None or target is child.function or isinstance(target, ast.Lambda):
+                continue
+            # a call on a parameter this call hands the client to is a call on that client
+            # (the project layer may know the parameter as a client of its own: the
+            # caller's binding is the one that says whether it was started before the fork)
+            handed = list(self._parameter_calls(target, self._handed_clients(node, target, scope)))
+            seen = {id(inner) for inner, _, _ in handed}
+            inner_calls = [(inner, key, method) for inner, key, method in self._calls_in(target)
+                           if method not in _NOT_HANGING and id(inner) not in seen] + handed
+            for inner, key, method in sorted(inner_calls, key=lambda c: position(c[0])):
+                yield node, key, method, (target, inner)
+                break
+
+    def _direct_uses(self, child: _Child) -> Iterator[Tuple[ast.Call, ClientKey, str]]:
+        if child.function is not None:
+            for node, key, method in self._calls_in(child.function):
+                if method not in _NOT_HANGING:
+                    yield node, key, method
+            yield from self._parameter_calls(child.function, dict(child.client_params))
+            return
+        inside = {id(n) for stmt in child.statements for n in own_descendants(stmt)}
+        for node, key, method in self._by_scope.get(id(child.scope.node), ()):
+            if id(node) in inside and method not in _NOT_HANGING:
+                yield node, key, method
+
+    def _parameter_calls(
+        self, function: ast.AST, params: Dict[str, ClientKey]
+    ) -> Iterator[Tuple[ast.Call, ClientKey, str]]:
+        """Calls on the parameters of `function` that the caller hands a client (never rebound)."""
+        scope = self.model.function_scope(function)
+        if not params or scope is None:
+            return
+        for node in own_descendants(function):
+            if (
+                isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name) and node.func.value.id in params
+                and node.func.attr not in _NOT_HANGING
+                and len(scope.bindings.get(node.func.value.id, ())) == 1
+            ):
+                yield node, params[node.func.value.id], node.func.attr
+
+    def _handed_clients(self, call: ast.Call, target: ast.AST, scope: Scope) -> Dict[str, ClientKey]:
+        """Parameters of `target` that `call` passes a client to, by position."""
+        return self._clients_for_params(call.args, target, isinstance(call.func, ast.Attribute), scope)
+
+    def _clients_for_params(
+        self, values: List[ast.expr], function: ast.AST, bound: bool, scope: Scope
+    ) -> Dict[str, ClientKey]:
+        """Parameter name -> client for the positional `values` a call hands `function`
+        (`bound`: called as a method, so self is not among them)."""
+        if isinstance(function, ast.Lambda) or any(isinstance(v, ast.Starred) for v in values):
+            return {}
+        params = function.args.posonlyargs + function.args.args
+        if bound:
+            params = params[1:]
+        found = {}
+        for param, value in zip(params, values):
+            key = self.model.read_key(value, scope)
+            if key is not None:
+                found[param.arg] = key
+        return found
+
+    def _calls_in(self, function: ast.AST) -> List[Tuple[ast.Call, ClientKey, str]]:
+        return self._by_scope.get(id(function), [])
+
+    def _child_nodes(self, child: _Child) -> Iterator[ast.AST]:
+        if child.function is not None:
+            yield from own_descendants(child.function)
+        else:
+            for stmt in child.statements:
+                yield from own_descendants(stmt)
+
+    def _started_before(self, key: ClientKey, child: _Child) -> Optional[ast.Call]:
+        """A start() of `key` that runs before the fork, if the module shows one."""
+        model = self.model
+        for start in self._starts.get(key, ()):
+            start_scope = self._scope_of_call(start)
+            if start_scope is None:
+                continue
+            flow = _flow(model, start_scope)
+            if flow is None or not flow.contains(start):
+                continue
+            if start_scope is child.scope and not child.import_time_only:
+                # the fork is in the same code: the start must run first, in straight line
+                if flow.contains(child.fork) and flow.straight_line_after(flow.statement_of(start), child.fork):
+                    return start
+            elif start_scope is model.module_scope:
+                # a fork in a function (or a prefork server's) comes after the module's import
+                if key.scope is model.module_scope and self._at_import_time(flow, start):
+                    return start
+            elif (
+                not child.import_time_only and key.kind == "attr"
+                and getattr(start_scope.node, "name", None) == "__init__"
+                and start_scope.enclosing_class is key.scope and self._in_class(child, key.scope)
+                and flow.block_of(flow.statement_of(start)).owner is None
+            ):
+                return start  # __init__ runs before any other method of the instance forks
+        return None
+
+    def _in_class(self, child: _Child, cls: Scope) -> bool:
+        """Does the fork happen in a method of `cls` (or is the child `cls`'s own run())?"""
+        if child.fork is cls.node:
+            return True
+        scope: Optional[Scope] = child.scope
+        while scope is not None and scope.kind == "function":
+            if scope.enclosing_class is cls:
+                return True
+            scope = scope.parent
+        return False
+
+    def _scope_of_call(self, call: ast.Call) -> Optional[Scope]:
+        scopes = self.__dict__.get("_call_scopes")
+        if scopes is None:
+            scopes = self.__dict__["_call_scopes"] = {id(site.node): site.scope for site in self.model.calls}
+        return scopes.get(id(call))
+
+    @staticmethod
+    def _at_import_time(flow: Flow, node: ast.AST) -> bool:
+        """Module-level code that runs when the module is imported (not under ``__main__``)."""
+        return not any(
+            isinstance(block.owner, ast.If) and _is_main_guard(block.owner.test) for block in flow.blocks(node)
+        )
+
+    def _rebound_in_child(self, key: ClientKey, child: _Child, via) -> bool:
+        """The child (a pool initializer, the helper it calls) binds the client variable anew."""
+        functions = list(child.initializers) + ([child.function] if child.function is not None else [])
+        if via is not None:
+            functions.append(via[0])
+        for function in functions:
+            scope = self.model.function_scope(function)
+            if scope is None:
+                continue
+            if key.kind == "name" and key.name in scope.bindings and (
+                key.name in scope.global_names or key.scope is scope
+            ):
+                return True
+            if key.kind == "attr" and any(t.attr == key.name for t, _ in self.model.attribute_stores.get(scope, ())):
+                return True
+        for stmt in child.statements:
+            for node in own_descendants(stmt):
+                if isinstance(node, ast.Name) and node.id == key.name and isinstance(node.ctx, ast.Store):
+                    return True
+                if isinstance(node, ast.Attribute) and node.attr == key.name and isinstance(node.ctx, ast.Store):
+                    return True
+        return False
+
+
+def _is_main_guard(test: ast.AST) -> bool:
+    """``__name__ == "__main__"`` (either side)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides) and any(
+        isinstance(s, ast.Constant) and s.value == "__main__" for s in sides
+    )
+
+
+def _child_branch(test: ast.AST, is_pid) -> Optional[str]:
+    """Which branch of ``if <test>:`` the fork's child takes: "body", "orelse" or None (unknown)."""
+    if is_pid(test):
+        return "orelse"  # if pid: parent
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not) and is_pid(test.operand):
+        return "body"  # if not pid: child
+    if isinstance(test, ast.Compare) and len(test.ops) == 1:
+        left, op, right = test.left, test.ops[0], test.comparators[0]
+        if is_pid(right) and isinstance(left, ast.Constant):
+            left, right = right, left
+            op = {ast.Gt: ast.Lt(), ast.Lt: ast.Gt()}.get(type(op), op)
+        if is_pid(left) and isinstance(right, ast.Constant) and right.value == 0:
+            if isinstance(op, (ast.Eq, ast.Is)):
+                return "body"
+            if isinstance(op, (ast.NotEq, ast.IsNot, ast.Gt)):
+                return "orelse"
+    return None
