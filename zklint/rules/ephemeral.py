@@ -444,7 +444,11 @@ def _mentions_owner(stmts: List[ast.stmt]) -> bool:
 
 
 def _compares_owner(node: ast.Compare) -> bool:
-    return any(isinstance(n, ast.Attribute) and n.attr in _OWNER_ATTRS for n in walk(node))
+    """A session id compared with something that may be another session id. Comparing
+    ``ephemeralOwner`` with a constant (``== 0``: "is it ephemeral at all") is no check."""
+    sides = [node.left] + node.comparators
+    owner = [s for s in sides if any(isinstance(n, ast.Attribute) and n.attr in _OWNER_ATTRS for n in walk(s))]
+    return bool(owner) and any(s not in owner and not isinstance(s, ast.Constant) for s in sides)
 
 
 def _simple_expr(node: Optional[ast.AST]) -> bool:

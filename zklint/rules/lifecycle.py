@@ -544,6 +544,10 @@ class StopWithoutClose(Rule):
                     escapes = [u for u in uses if u.kind == "escape"]
                     if any(before(stop.node, u.node) for u in closes + restarts + escapes):
                         continue  # closed, restarted, or handed on after the stop
+                elif any(r.scope is stop.scope and before(stop.node, r.node) for r in restarts):
+                    # stop(); set_hosts(...); start(): a restart (kazoo reuses the stopped
+                    # client's resources), not a shutdown
+                    continue
                 text = _text(key, stop)
                 message = (
                     f"{text}.stop() is not followed by {text}.close(): the stopped client keeps its "
