@@ -448,7 +448,7 @@ def _compares_owner(node: ast.Compare) -> bool:
     ``ephemeralOwner`` with a constant (``== 0``: "is it ephemeral at all") is no check."""
     sides = [node.left] + node.comparators
     owner = [s for s in sides if any(isinstance(n, ast.Attribute) and n.attr in _OWNER_ATTRS for n in walk(s))]
-    return bool(owner) and any(s not in owner and not isinstance(s, ast.Constant) for s in sides)
+    return bool(owner) and any(s is not owner[0] and not isinstance(s, ast.Constant) for s in sides)
 
 
 def _simple_expr(node: Optional[ast.AST]) -> bool:
