@@ -281,9 +281,9 @@ def check_files(
         key = os.path.abspath(job.path)
         project = projects.project_of(job.path, None)
         entry = project.module_file(job.path)
-        if entry is None or not entry.names_kazoo:
-            reports[job.path] = FileReport(job.path)
-            continue
+        if entry is None or entry.summary is None:
+            reports[job.path] = first_reports.get(key) or FileReport(job.path)
+            continue  # never names kazoo and nothing passes through it: nothing to find
         facts = project.facts_for(job.path)
         fingerprint = facts.fingerprint()
         early = first_reports.get(key)
@@ -385,6 +385,9 @@ def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = Tr
             return None
         project.add(key, raw)
     project.summarize_missing()
+    entry = project.module_file(key)
+    if entry is None or entry.summary is None:
+        return None  # never names kazoo, and nothing of the project passes through it
     return project.facts_for(key)
 
 

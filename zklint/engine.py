@@ -204,7 +204,9 @@ def check_bytes(
     """
     report = FileReport(path)
     options = options or {}
-    if not (rules or summarize_as) or (KAZOO_MARKER not in raw and summarize_as is None):
+    # Outside a project, a client needs kazoo named in the file; within one, a module that
+    # never names it may still get a client from a factory of another module.
+    if not (rules or summarize_as) or (KAZOO_MARKER not in raw and summarize_as is None and facts is None):
         return report
     try:
         source = SourceFile.from_bytes(raw, path)

@@ -47,10 +47,12 @@ class ModuleFacts:
     visible_callers: FrozenSet[str] = frozenset()
     # any state listener registered anywhere in the project (add_listener)
     project_has_listeners: bool = True
-    # project functions that block: qual -> what they do ("calls time.sleep()")
-    blocking: Dict[str, str] = field(default_factory=dict)
-    # project functions that make a synchronous client call: qual -> the call ("zk.get()")
-    synchronous: Dict[str, str] = field(default_factory=dict)
+    # project functions that block, themselves or through a callee: qual -> (what, verb),
+    # e.g. ("time.sleep() on line 4", "sleeps")
+    blocking: Dict[str, Tuple[str, str]] = field(default_factory=dict)
+    # (function, parameter or "#index") -> the synchronous client call made on the
+    # client passed there ("zk.get() on line 9"), in it or in a callee
+    synchronous: Dict[Tuple[str, str], str] = field(default_factory=dict)
 
     def canonical(self, qualified: str) -> str:
         """Follow re-exports to the defining module (bounded: alias cycles end)."""
@@ -83,8 +85,8 @@ class ModuleFacts:
             "client_attrs": sorted((k, sorted(v)) for k, v in self.client_attrs.items()),
             "visible_callers": sorted(self.visible_callers),
             "project_has_listeners": self.project_has_listeners,
-            "blocking": sorted(self.blocking.items()),
-            "synchronous": sorted(self.synchronous.items()),
+            "blocking": sorted((k, list(v)) for k, v in self.blocking.items()),
+            "synchronous": sorted((list(k), v) for k, v in self.synchronous.items()),
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 

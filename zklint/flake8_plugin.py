@@ -96,15 +96,15 @@ class ZkLintChecker:
             yield finding.line, finding.col, f"{finding.code} {finding.message}", type(self)
 
     def _findings(self):
-        # Same pre-filter as the CLI: every rule needs kazoo named in the file.
-        if self.lines is not None and not any("azoo" in line for line in self.lines):
-            return []
-        source = SourceFile("".join(self.lines), self.filename) if self.lines is not None else None
-        options = dict(self.rule_options) if self.rule_options else None
+        names_kazoo = self.lines is None or any("azoo" in line for line in self.lines)
         facts = None
         if self.filename and self.filename not in ("-", "stdin") and self.lines is not None:
             # the same project facts as `zklint check` (the project is read once per process)
             from zklint.checking import facts_for_file
 
             facts = facts_for_file(self.filename, "".join(self.lines).encode("utf-8"))
+        if not names_kazoo and facts is None:
+            return []  # as the CLI: no client can reach a file that neither names kazoo nor wraps it
+        source = SourceFile("".join(self.lines), self.filename) if self.lines is not None else None
+        options = dict(self.rule_options) if self.rule_options else None
         return lint_tree(self.tree, RuleSelection().rules(), source, options, facts)

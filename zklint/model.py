@@ -884,6 +884,9 @@ class ModuleModel:
         for value, value_scope in values:
             if isinstance(value, ast.Constant) and value.value is None:
                 continue
+            own = _own_client_branch(value)
+            if own is not None:
+                value = own[0]  # bring your own client: the holder owns the one it builds
             if not isinstance(value, ast.Call):
                 return None
             found.append((value, value_scope))

@@ -115,20 +115,29 @@ class Project:
         if self._wrapper_rounds >= _WRAPPER_ROUNDS:
             return False
         self._wrapper_rounds += 1
-        names: Set[bytes] = set()
+        # what a wrapper of summarised module M writes: M's name and a name M defines
+        defines: Dict[bytes, Set[bytes]] = {}
+        imported: Set[str] = set()  # modules the summarised ones import from or call into
         for entry in self.files.values():
             if entry.summary is not None:
+                names = defines.setdefault(entry.module.rpartition(".")[2].encode(), set())
                 for qual in list(entry.summary.functions) + list(entry.summary.classes):
                     names.update(part.encode() for part in qual.split(".")[-2:])
-                names.add(entry.module.rpartition(".")[2].encode())
-        if not names:
+                targets = list(entry.summary.imports.values()) + [c.callee for c in entry.summary.calls]
+                for target in targets:
+                    parts = target.split(".")
+                    imported.update(".".join(parts[:n]) for n in range(1, len(parts) + 1))
+        if not defines:
             return False
         added = False
         for entry in self.files.values():
             if entry.names_kazoo or entry.wanted:
                 continue
             identifiers = self._identifiers(entry)
-            if b"import" in identifiers and not identifiers.isdisjoint(names):
+            wraps = b"import" in identifiers and any(
+                tail in identifiers and not identifiers.isdisjoint(names) for tail, names in defines.items()
+            )
+            if entry.module in imported or wraps:
                 entry.wanted = True
                 if self.cache is not None:
                     entry.summary = self.cache.summary(entry.digest)

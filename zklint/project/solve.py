@@ -57,6 +57,7 @@ class Solution:
         self._collect()
         self._propagate()
         self._effects()
+        self._waits()
         self._sorted_keys: Optional[Dict[str, List[str]]] = None
 
     # ---- gathering ----------------------------------------------------------------------
@@ -266,6 +267,42 @@ class Solution:
             return target, slot
         return None
 
+    def _waits(self) -> None:
+        """Functions that block, themselves or through the project functions they call;
+        parameters a synchronous client call is made on, here or in a callee."""
+        blocking: Dict[str, Tuple[str, str]] = {}
+        synchronous: Dict[Tuple[str, str], str] = {}
+        for qual, function in self.functions.items():
+            if function.blocking:
+                blocking[qual] = (function.blocking[0], function.blocking[1])
+            for param, call in function.synchronous.items():
+                synchronous[(qual, param)] = call
+        for _ in range(MAX_ROUNDS):
+            changed = False
+            for qual, function in self.functions.items():
+                if qual not in blocking:
+                    for callee in function.callees:
+                        found = blocking.get(self.canonical(callee))
+                        if found is not None and self.canonical(callee) != qual:
+                            short = callee.rpartition(".")[2]
+                            blocking[qual] = (f"{short}() (calls {found[0]})", found[1])
+                            changed = True
+                            break
+                for param, forwards in function.forwards.items():
+                    if (qual, param) in synchronous:
+                        continue
+                    for callee, slot in forwards:
+                        target = self.parameter(self.canonical(callee), slot)
+                        if target is not None and target in synchronous:
+                            short = callee.rpartition(".")[2]
+                            synchronous[(qual, param)] = f"{short}() (calls {synchronous[target]})"
+                            changed = True
+                            break
+            if not changed:
+                break
+        self.blocking = blocking
+        self.synchronous = synchronous
+
     # ---- one module's view ---------------------------------------------------------------
 
     def view(self, module: str) -> ModuleFacts:
@@ -293,23 +330,8 @@ class Solution:
                         prefixes.add(target)
                         todo.append(target)
         # own classes' bases may be in other modules: their facts are asked through the class
-        effects: Dict[Tuple[str, str], str] = {}
-        for prefix in prefixes:
-            for qual in self._under("functions", prefix):
-                function = self.functions[qual]
-                names = function.params + function.kwonly
-                for name in names:
-                    effect = self.param_effects.get((qual, name))
-                    if effect is not None:
-                        effects[(qual, name)] = effect
-                positional = function.params[1:] if function.bound else function.params
-                for index, name in enumerate(positional):
-                    effect = self.param_effects.get((qual, name))
-                    if effect is not None:
-                        effects[(qual, f"#{index}")] = effect
-                        if qual.endswith(".__init__"):
-                            effects[(qual[: -len(".__init__")], f"#{index}")] = effect
-                            effects[(qual[: -len(".__init__")], name)] = effect
+        effects = self._by_slot(self.param_effects, prefixes)
+        synchronous = self._by_slot(self.synchronous, prefixes)
         return ModuleFacts(
             module=module,
             is_package=summary.is_package,
@@ -323,7 +345,30 @@ class Solution:
             },
             visible_callers=frozenset(q for q in self._under("visible", module)),
             project_has_listeners=self.has_listeners,
+            blocking={q: self.blocking[q] for p in prefixes for q in self._under("blocking", p)},
+            synchronous=synchronous,
         )
+
+    def _by_slot(self, table: Dict[Tuple[str, str], str], prefixes: Set[str]) -> Dict[Tuple[str, str], str]:
+        """`table`'s entries for the functions under `prefixes`, by parameter name and by
+        position ("#0"), as a call reaches them (a class call reaches its __init__)."""
+        found: Dict[Tuple[str, str], str] = {}
+        for prefix in prefixes:
+            for qual in self._under("functions", prefix):
+                function = self.functions[qual]
+                for name in function.params + function.kwonly:
+                    value = table.get((qual, name))
+                    if value is not None:
+                        found[(qual, name)] = value
+                positional = function.params[1:] if function.bound else function.params
+                for index, name in enumerate(positional):
+                    value = table.get((qual, name))
+                    if value is not None:
+                        found[(qual, f"#{index}")] = value
+                        if qual.endswith(".__init__"):
+                            found[(qual[: -len(".__init__")], f"#{index}")] = value
+                            found[(qual[: -len(".__init__")], name)] = value
+        return found
 
     def _under(self, table: str, prefix: str) -> List[str]:
         """Keys of `table` equal to `prefix` or below it (``prefix.``...), by bisection."""

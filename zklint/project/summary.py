@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
 from zklint.facts import OWNS, USES
+from zklint.kazoo_api import SYNC_CLIENT_OPS, Api
 from zklint.model import ModuleModel, Scope, _escapes_before_return, _own_client_branch, own_nodes
 
 Ref = Optional[tuple]
@@ -50,6 +51,10 @@ class FunctionSummary:
     effects: Dict[str, str] = field(default_factory=dict)
     forwards: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)
     is_property: bool = False
+    blocking: Optional[List[str]] = None  # [call, verb] of the first blocking call in its body
+    callees: List[str] = field(default_factory=list)  # project functions its body calls
+    # parameter -> the first synchronous client call made on it (``zk.get()``)
+    synchronous: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -155,6 +160,7 @@ class _Summarizer:
         self.summary = ModuleSummary(module, model.facts.is_package)
         self.top = module.split(".")[0]
         self.depth = 0
+        self.api = Api(model)
         self._reads_by_function: Optional[Dict[int, list]] = None
 
     def run(self) -> ModuleSummary:
@@ -237,7 +243,29 @@ class _Summarizer:
                 summary.returns = [self.describe(value, scope) for value in returns]
             summary.starts_returned = bool(returns) and all(_started_in(own, value) for value in returns)
         self._parameter_effects(node, scope, summary)
+        self._waits(own, scope, summary)
         self.summary.functions[qual] = summary
+
+    def _waits(self, own: List[ast.AST], scope: Scope, summary: FunctionSummary) -> None:
+        """What in the body blocks (for callbacks that call this function from elsewhere)."""
+        api = self.api
+        params = {p for p in summary.params + summary.kwonly if len(scope.bindings.get(p, ())) == 1}
+        callees: List[str] = []
+        for node in sorted((n for n in own if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset)):
+            if summary.blocking is None:
+                verb = api.blocking_call(node, scope)
+                if verb is not None:
+                    summary.blocking = [f"{_call_text(node)} on line {node.lineno}", verb]
+            func = node.func
+            if (
+                isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in params
+                and func.attr in SYNC_CLIENT_OPS and func.value.id not in summary.synchronous
+            ):
+                summary.synchronous[func.value.id] = f"{func.value.id}.{func.attr}() on line {node.lineno}"
+            callee = self.model.callee(func, scope)
+            if callee is not None and self._project_name(callee) and callee not in callees:
+                callees.append(callee)
+        summary.callees = callees
 
     def _parameter_effects(self, node, scope: Scope, summary: FunctionSummary) -> None:
         params = [p for p in summary.params + summary.kwonly if p != scope.self_name]
@@ -379,7 +407,11 @@ class _Summarizer:
                 summary.has_listeners = True
             if decorators and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 qual = model.local_qualname(node)
-                known = ("property", "staticmethod", "classmethod", "abstractmethod", "cached_property")
+                # decorators that keep the function called by its name where it is written
+                known = (
+                    "property", "staticmethod", "classmethod", "abstractmethod", "cached_property",
+                    "contextmanager", "asynccontextmanager", "wraps", "lru_cache", "cache", "setter",
+                )
                 if qual is not None and any(_decorator_name(d) not in known for d in decorators):
                     summary.escaped.add(qual)  # a registry decorator may call it from anywhere
 
@@ -398,12 +430,15 @@ class _Summarizer:
         model = self.model
         if isinstance(expr, ast.Constant) and expr.value is None:
             return ("none",)
-        if model.is_client_expr(expr, scope):
-            return ("client",)
         if isinstance(expr, ast.Call):
+            # a call of the project's is described by its callee even when this module
+            # alone knows it makes a client: whether it also starts it is the project's to say
             callee = model.callee(expr.func, scope)
             if callee is not None and self._project_name(callee) and not callee.startswith("kazoo."):
                 return ("call", callee)
+        if model.is_client_expr(expr, scope):
+            return ("client",)
+        if isinstance(expr, ast.Call):
             return None
         own = _own_client_branch(expr)
         if own is not None:
@@ -429,6 +464,11 @@ class _Summarizer:
                 qual = model.local_qualname(cls.node)
                 return ("attr", qual, expr.attr) if qual is not None else None
         return None
+
+
+def _call_text(call: ast.Call) -> str:
+    text = ast.unparse(call.func)
+    return ("…" + text[-39:] if len(text) > 40 else text) + "()"
 
 
 def _decorator_name(decorator: ast.AST) -> str:

@@ -48,6 +48,10 @@ _THREAD = {
 _WATCH_KINDS = (CallbackKind.WATCH, CallbackKind.DATA_WATCH, CallbackKind.CHILDREN_WATCH)
 
 
+# How many calls deep a callback's helpers of the same module are followed.
+_HELPER_DEPTH = 3
+
+
 def _describe(call: ast.Call) -> str:
     text = ast.unparse(call.func)
     if len(text) > 40:
@@ -115,8 +119,10 @@ class _CallbackRule(Rule):
             if found is not None:
                 yield (node,) + tuple(found)
 
-    def callback_hits(self, cb: Callback, classify) -> Iterator[Hit]:
-        """Hits in the callback's body, and calls of same-module functions that have hits."""
+    def callback_hits(self, cb: Callback, classify, project=None) -> Iterator[Hit]:
+        """Hits in the callback's body, and calls of functions that have hits: functions
+        of the module up to _HELPER_DEPTH calls away, then what the project layer says
+        of the function a call reaches (`project(call, scope)` -> (what, verb) or None)."""
         scope = self.scope(cb.function)
         if scope is None:
             return
@@ -125,12 +131,53 @@ class _CallbackRule(Rule):
         for node in _cached_body_nodes(self.model, cb.function):
             if not isinstance(node, ast.Call) or not isinstance(node.func, (ast.Name, ast.Attribute)):
                 continue
-            target = self.model.resolve_function(node.func, scope)
-            if target is None or target is cb.function or not isinstance(target, ast.FunctionDef):
-                continue
-            for inner, desc, verb, method in self.hits_in(target, classify):
-                yield Hit(node, f"{_describe(node)} (calls {desc} on line {inner.lineno})", verb, False, method)
-                break
+            found = self._helper_hit(node, scope, classify, {id(cb.function)}, 1)
+            if found is None and project is not None:
+                found = project(node, scope)
+                found = found + (None,) if found is not None else None
+            if found is not None:
+                what, verb, method = found
+                yield Hit(node, f"{_describe(node)} (calls {what})", verb, False, method)
+
+    def _helper_hit(self, call: ast.Call, scope: Scope, classify, seen: Set[int], depth: int):
+        """(what, verb, method) for the first hit in the module's function `call` reaches,
+        directly or through the functions it calls in turn."""
+        target = self.model.resolve_function(call.func, scope)
+        if target is None or id(target) in seen or not isinstance(target, ast.FunctionDef):
+            return None
+        seen.add(id(target))
+        for inner, desc, verb, method in self.hits_in(target, classify):
+            return f"{desc} on line {inner.lineno}", verb, method
+        target_scope = self.scope(target)
+        if depth >= _HELPER_DEPTH or target_scope is None:
+            return None
+        for node in _cached_body_nodes(self.model, target):
+            if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
+                found = self._helper_hit(node, target_scope, classify, seen, depth + 1)
+                if found is not None:
+                    return f"{_describe(node)}, which calls {found[0]}", found[1], found[2]
+        return None
+
+    def project_blocking(self, call: ast.Call, scope: Scope) -> Optional[Tuple[str, str]]:
+        """A function of another module (or one the project layer follows) that blocks."""
+        qual = self.model.callee(call.func, scope)
+        return self.model.facts.blocking.get(qual) if qual is not None else None
+
+    def project_synchronous(self, cb: Callback, call: ast.Call, scope: Scope) -> Optional[Tuple[str, str]]:
+        """A function handed the callback's own client that calls it synchronously."""
+        model = self.model
+        if cb.client is None or not model.facts.synchronous:
+            return None
+        qual = model.callee(call.func, scope)
+        if qual is None:
+            return None
+        for arg in list(call.args) + [k.value for k in call.keywords]:
+            if model.read_key(arg, scope) == cb.client:
+                slot = model.facts_parameter(qual, call, arg)
+                what = model.facts.synchronous.get((qual, slot)) if slot is not None else None
+                if what is not None:
+                    return what, "waits"
+        return None
 
     # ---- the client a fix can name inside the callback --------------------------------------
 
@@ -453,7 +500,7 @@ class BlockingCallInCallback(_CallbackRule):
 
         for cb in self.model.callbacks():
             client = self.client_text(cb) or "client"
-            for hit in self.callback_hits(cb, classify):
+            for hit in self.callback_hits(cb, classify, self.project_blocking):
                 yield self.finding(
                     hit.call,
                     f"{hit.what} in a {cb.kind.value}: {_THREAD[cb.kind]}; hand it to {client}.handler.spawn()",
@@ -537,7 +584,11 @@ class DeadlockInCallback(_CallbackRule):
             classify = self._classifier(api, cb)
             if classify is None:
                 continue
-            for hit in self.callback_hits(cb, classify):
+            project = None
+            if cb.kind is CallbackKind.STATE_LISTENER:
+                # a function of another module handed this client, which calls it synchronously
+                project = lambda call, scope, cb=cb: self.project_synchronous(cb, call, scope)  # noqa: E731
+            for hit in self.callback_hits(cb, classify, project):
                 if cb.kind is CallbackKind.STATE_LISTENER and self._in_lost_branch(cb.function, hit.call):
                     # LOST is delivered after the session is closed: the call raises at once,
                     # and moving it to another thread would not help (it needs CONNECTED).

@@ -1,0 +1,158 @@
+"""The project layer on small multi-module projects: `tests/fixtures/projects/<name>/`.
+
+Each project carries its expectations inline (``# error: ZK201`` on the line), one shape
+of client hidden from a single-module analysis per project, each with a negative twin.
+Every entry point must say the same about every file: `zklint check .` from the
+project's root, `zklint check one.py` (what pre-commit runs), the flake8 plugin, a
+warm run from the cache; and editing a factory in one module changes the findings of
+another.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+from pathlib import Path
+from typing import Set, Tuple
+
+import pytest
+
+from tests.cli_support import FINDING, run_main
+from tests.fixture_harness import _EXPECTATION
+from zklint.checking import forget_projects
+from zklint.flake8_plugin import ZkLintChecker
+
+PROJECTS = Path(__file__).parent / "fixtures" / "projects"
+NAMES = sorted(p.name for p in PROJECTS.iterdir() if p.is_dir())
+
+Found = Set[Tuple[str, int, str]]
+
+
+def expectations(root: Path) -> Found:
+    found = set()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            match = _EXPECTATION.search(line)
+            if match:
+                for code in match.group("codes").split(","):
+                    found.add((rel, lineno, code.strip().partition(":")[0]))
+    return found
+
+
+def cli_findings(args, capsys, cwd: Path, monkeypatch) -> Found:
+    result = run_main(["check", "--output-format", "concise", *args], capsys, cwd=cwd, monkeypatch=monkeypatch)
+    assert result.code in (0, 1), result.err
+    assert not result.error_lines(), result.err
+    return {
+        (os.path.normpath(m.group("path")).replace(os.sep, "/"), int(m.group("line")), m.group("code"))
+        for m in FINDING.finditer(result.out)
+    }
+
+
+@pytest.fixture
+def project(request, tmp_path) -> Path:
+    """A copy of the named project (the cache and edits stay out of the repository)."""
+    copy = tmp_path / request.param
+    shutil.copytree(PROJECTS / request.param, copy)
+    return copy
+
+
+def test_every_shape_has_a_project_with_findings():
+    assert len(NAMES) >= 7
+    for name in NAMES:
+        assert expectations(PROJECTS / name), f"{name} expects no finding"
+
+
+@pytest.mark.parametrize("project", NAMES, indirect=True)
+def test_whole_project_check_matches_expectations(project, capsys, monkeypatch):
+    found = cli_findings(["--no-cache", "."], capsys, project, monkeypatch)
+    assert found == expectations(project)
+
+
+@pytest.mark.parametrize("project", NAMES, indirect=True)
+def test_one_file_at_a_time_says_the_same(project, capsys, monkeypatch):
+    expected = expectations(project)
+    for path in sorted(project.rglob("*.py")):
+        rel = path.relative_to(project).as_posix()
+        found = cli_findings(["--no-cache", rel], capsys, project, monkeypatch)
+        assert found == {e for e in expected if e[0] == rel}, rel
+
+
+@pytest.mark.parametrize("project", NAMES, indirect=True)
+def test_flake8_plugin_says_the_same(project, monkeypatch):
+    monkeypatch.chdir(project)
+    forget_projects()
+    expected = expectations(project)
+    for path in sorted(project.rglob("*.py")):
+        rel = path.relative_to(project).as_posix()
+        text = path.read_text(encoding="utf-8")
+        checker = ZkLintChecker(ast.parse(text), text.splitlines(keepends=True), rel)
+        found = {(rel, line, message.split()[0]) for line, _, message, _ in checker.run()}
+        assert found == {e for e in expected if e[0] == rel}, rel
+    forget_projects()
+
+
+@pytest.mark.parametrize("project", NAMES, indirect=True)
+def test_warm_run_from_the_cache_says_the_same(project, capsys, monkeypatch, tmp_path):
+    cache = tmp_path / "cache"
+    cold = cli_findings(["--cache-dir", str(cache), "."], capsys, project, monkeypatch)
+    assert any(cache.rglob("*.json")), "the cold run wrote no cache"
+    warm = cli_findings(["--cache-dir", str(cache), "."], capsys, project, monkeypatch)
+    assert cold == warm == expectations(project)
+
+
+@pytest.mark.parametrize("project", ["factory"], indirect=True)
+def test_editing_a_factory_changes_findings_in_another_module(project, capsys, monkeypatch):
+    """The cache is at the project root (the default); `connect` stops starting the client."""
+    monkeypatch.delenv("ZKLINT_CACHE_DIR", raising=False)
+    before = cli_findings(["."], capsys, project, monkeypatch)
+    assert ("src/jobs/sweep.py", 7, "ZK201") in before
+    assert (project / ".zklint_cache" / ".gitignore").read_text().strip().endswith("*")
+    connection = project / "src" / "jobs" / "connection.py"
+    connection.write_text(connection.read_text().replace("    client.start()\n", ""))
+    after = cli_findings(["."], capsys, project, monkeypatch)
+    assert not any(rel == "src/jobs/sweep.py" and code == "ZK201" for rel, _, code in after)
+    # and back: the cached findings of the first state are found again, unchanged
+    connection.write_text((PROJECTS / "factory" / "src" / "jobs" / "connection.py").read_text())
+    assert cli_findings(["."], capsys, project, monkeypatch) == before
+
+
+@pytest.mark.parametrize("project", ["handoff"], indirect=True)
+def test_a_callee_that_starts_keeping_the_client_silences_the_caller(project, capsys, monkeypatch, tmp_path):
+    cache = str(tmp_path / "cache")
+    assert ("zkinspect/cli.py", 12, "ZK201") in cli_findings(["--cache-dir", cache, "."], capsys, project, monkeypatch)
+    render = project / "zkinspect" / "render.py"
+    render.write_text(render.read_text() + "\n\nKEPT = []\n\n\ndef keep(zk):\n    KEPT.append(zk)\n")
+    render.write_text(render.read_text().replace("    data, stat = zk.get(path)\n", "    KEPT.append(zk)\n"
+                                                 "    data, stat = zk.get(path)\n"))
+    after = cli_findings(["--cache-dir", cache, "."], capsys, project, monkeypatch)
+    assert ("zkinspect/cli.py", 12, "ZK201") not in after
+
+
+def test_no_cache_writes_nothing(tmp_path, capsys, monkeypatch):
+    copy = tmp_path / "factory"
+    shutil.copytree(PROJECTS / "factory", copy)
+    monkeypatch.delenv("ZKLINT_CACHE_DIR", raising=False)
+    cli_findings(["--no-cache", "."], capsys, copy, monkeypatch)
+    assert not (copy / ".zklint_cache").exists()
+
+
+def test_cache_dir_from_the_environment(tmp_path, capsys, monkeypatch):
+    copy = tmp_path / "factory"
+    shutil.copytree(PROJECTS / "factory", copy)
+    monkeypatch.setenv("ZKLINT_CACHE_DIR", str(tmp_path / "elsewhere"))
+    cli_findings(["."], capsys, copy, monkeypatch)
+    assert not (copy / ".zklint_cache").exists()
+    assert any((tmp_path / "elsewhere").rglob("*.json"))
+
+
+def test_a_corrupt_cache_is_ignored(tmp_path, capsys, monkeypatch):
+    copy = tmp_path / "factory"
+    shutil.copytree(PROJECTS / "factory", copy)
+    cache = tmp_path / "cache"
+    expected = cli_findings(["--cache-dir", str(cache), "."], capsys, copy, monkeypatch)
+    for path in cache.rglob("*.json"):
+        path.write_text("{not json")
+    assert cli_findings(["--cache-dir", str(cache), "."], capsys, copy, monkeypatch) == expected
