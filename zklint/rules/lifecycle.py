@@ -19,7 +19,7 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 
 from zklint.fixer import FixError, parse_statement, statements_edit
 from zklint.flow import Flow, before, own_descendants, position
-from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, walk
+from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, keyword, own_nodes, walk
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
 
@@ -171,7 +171,12 @@ class ClientNotStopped(Rule):
         "the happy path only is skipped by every exception. A module-level client needs a "
         "stop() that runs at shutdown: atexit, a signal handler, or a function the "
         "application calls on exit; a class that owns a client needs a close/stop/__exit__ "
-        "method that stops it."
+        "method that stops it. A function that registers an ephemeral node, a watch or a "
+        "listener and returns means its client to live on: that client is leaked at process "
+        "exit, not at the function's return, and needs a stop at exit (atexit), never a "
+        "finally that would end the registration at once. A stop() behind `if "
+        "zk.connected:` is skipped exactly when the client is SUSPENDED (the server briefly "
+        "unreachable), the moment a stop matters: stop() is valid in every state."
     )
     example = (
         "from kazoo.client import KazooClient\n"
@@ -198,14 +203,26 @@ class ClientNotStopped(Rule):
     )
     fix_safety = Safety.SAFE
     fix_safety_reason = (
-        "In a function the fix wraps the statements after start(), to the end of the "
-        "function, in try/finally with stop() then close(); a stop()/close() at the end of "
-        "the happy path moves into the finally (after the statements that followed it and no "
-        "longer used the client, such as the final return). The happy path does what it did "
-        "(stop() and close() are idempotent); exits by exception now stop the client too. "
-        "For a module-level client it registers `atexit.register(<client>.stop)` right after "
-        "start(). Clients owned by a class are not fixed: where the class's lifetime ends "
-        "is a design decision (a close() method, __exit__, a shutdown hook)."
+        "Safe, in three shapes. (1) A function that does not mean the client to outlive it "
+        "(it stops the client on its happy path, or leaves nothing running on it, or never "
+        "returns normally: it ends in raise, sys.exit() or a `while True:` it never leaves): "
+        "the statements after start(), to the end of the function, go into try/finally with "
+        "stop() then close(); a stop()/close() at the end of the happy path moves into the "
+        "finally. The happy path does what it did (stop() and close() are idempotent); exits "
+        "by exception now stop the client too. (2) A client meant to outlive its function "
+        "(the function leaves an ephemeral node, a watch, a state listener, a joined party, "
+        "an election run elsewhere or an acquired lock behind it, has no stop(), and can "
+        "return) and a module-level client: `atexit.register(<client>.close)` then "
+        "`atexit.register(<client>.stop)` right after start() (atexit runs the last "
+        "registered first, so stop() runs before close()). The client lives exactly as "
+        "long as before, until the interpreter exits, and then ends its session. A "
+        "try/finally there would stop it when the function returns, deregistering the "
+        "service or killing the watch at once, so it is never offered. (3) A stop() only "
+        "behind `if <client>.connected:` (or `<client>.state == KazooState.CONNECTED`), whose "
+        "body is only stop()/close() and which has no else: the test is removed. stop() is "
+        "idempotent and valid in every state; the test only skipped it while SUSPENDED. "
+        "Clients owned by a class are not fixed: where the class's lifetime ends is a "
+        "design decision (a close() method, __exit__, a shutdown hook)."
     )
     limits = (
         "A client that escapes its scope is its owner's business and is not checked: "
@@ -217,12 +234,20 @@ class ClientNotStopped(Rule):
         "shutdown function anywhere in the module) counts as a stop. A stop() in a finally, "
         "in a re-raising except handler, or in any handler of a try whose body ends in a "
         "`while True:` loop without break (left only by an exception) counts even when the try does not cover all the "
-        "code after start(). Module-level clients are checked only when start() runs in "
+        "code after start(); a stop() inside `if <client>.connected:` (or a CONNECTED state "
+        "comparison) does not count. Module-level clients are checked only when start() runs in "
         "module-level code; a class's client only when no `<x>.<attr>.stop` appears "
         "anywhere in the module (subclasses or users may stop it). Clients started in a "
-        "function but stored in a global are not checked. The function fix applies only "
+        "function but stored in a global are not checked. What a function leaves behind is "
+        "read from its own calls on the client (ephemeral create, also through retry; "
+        "DataWatch/ChildrenWatch; add_listener; a watch= read; Party.join; Lock/Semaphore "
+        "acquire() with no release() or with; Election.run not called in place), not from "
+        "functions it calls. The try/finally fix applies only "
         "when start() is a statement of the function body (or of a with/try-finally block "
-        "that ends the function); a start() directly followed by stop() is not reported."
+        "that ends the function), the atexit fix only when start() is a statement; a "
+        "`connected` test combined with other conditions (`and`) is left in place (the "
+        "try/finally fix then adds an unconditional stop around it). A start() directly "
+        "followed by stop() is not reported."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -250,23 +275,43 @@ class ClientNotStopped(Rule):
     # -- scopes
 
     def _check_function(self, key: ClientKey, uses: List[Use], starts: List[Use]) -> Optional[Finding]:
-        stops = _called(uses, "stop")
-        if any(u.scope is not key.scope for u in stops + starts):
+        all_stops = _called(uses, "stop")
+        if any(u.scope is not key.scope for u in all_stops + starts):
             return None  # a nested function (a signal handler, a shutdown hook) stops it
         flow = _flow(self.model, key.scope)
         if flow is None:
             return None
         start = starts[0]
+        stops = [s for s in all_stops if not _behind_connection_test(flow, s, key.name)]
         if self._protected(flow, start, stops) or _stops_right_away(flow, start, stops):
             return None
         if all(flow.expected_to_raise(u.node) for u in starts):
             return None  # a test expecting start() to time out: kazoo stops and closes it then
         name = key.name
-        reason = "stop() only on the happy path" if stops else "no stop() at all"
+        function = key.scope.node
+        left = _left_behind(self.model, uses, function)
+        if left is not None and not all_stops and _returns_normally(function):
+            # The program means the client to live on after the function returns: the
+            # leak is at process exit, and only a stop at process exit keeps that intent.
+            message = (
+                f"{name} outlives {function.name}() on purpose (it leaves {left} behind) but "  # type: ignore[attr-defined]
+                "nothing stops it at process exit: the session and its ephemerals linger "
+                "until the session timeout after the process is gone"
+            )
+            build, imports = _atexit_fix(self.model, flow, start, name)
+            return self.finding(start.call, message, "Stop and close the client at process exit (atexit)", build, imports)
+        guarded = [s for s in all_stops if s not in stops]
+        if guarded and not stops:
+            reason = f"stop() only behind a test of {name}.connected, skipped while SUSPENDED"
+        else:
+            reason = "stop() only on the happy path" if stops else "no stop() at all"
         message = (
             f"{name} is started but not stopped on every exit ({reason}): after an exception "
             "its session and ephemerals outlive the process until the session timeout"
         )
+        unguard = _unguard_fix(flow, guarded, name)
+        if unguard is not None:
+            return self.finding(start.call, message, f"Stop {name} whatever its connection state", unguard)
         return self.finding(
             start.call, message, "Stop and close the client in a finally block",
             lambda source: self._function_fix(source, flow, key, start),
@@ -275,33 +320,28 @@ class ClientNotStopped(Rule):
     def _check_module(self, key: ClientKey, uses: List[Use], starts: List[Use]) -> Optional[Finding]:
         module_scope = self.model.module_scope
         starts = [u for u in starts if u.scope is module_scope]
-        stops = _called(uses, "stop")
-        if not starts or any(u.scope is not module_scope for u in stops):
+        all_stops = _called(uses, "stop")
+        if not starts or any(u.scope is not module_scope for u in all_stops):
             return None  # stopped by a function: a shutdown hook the analysis cannot follow
         flow = _flow(self.model, module_scope)
         start = starts[0]
+        stops = [s for s in all_stops if not _behind_connection_test(flow, s, key.name)]
         if self._protected(flow, start, stops) or _stops_right_away(flow, start, stops):
             return None
-        reason = "stop() only on the happy path" if stops else "no stop() at all"
+        guarded = [s for s in all_stops if s not in stops]
+        if guarded and not stops:
+            reason = f"stop() only behind a test of {key.name}.connected, skipped while SUSPENDED"
+        else:
+            reason = "stop() only on the happy path" if stops else "no stop() at all"
         message = (
             f"module-level client {key.name} is not stopped at shutdown ({reason}): after the "
             "process exits its session and ephemerals linger until the session timeout"
         )
-        stmt = _statement_call(flow, start.call)
-        build = None
-        imports: Tuple[Import, ...] = ()
-        if stmt is not None:
-            register_name = self.model.local_name_for("atexit.register")
-            if register_name is None:
-                register_name = "atexit.register"
-                imports = (Import("atexit"),)
-            build = lambda source: [  # noqa: E731
-                statements_edit(
-                    source, [stmt],
-                    lambda body: body + [parse_statement(source, f"{register_name}({key.name}.stop)")],
-                )
-            ]
-        return self.finding(start.call, message, "Stop the client at exit (atexit)", build, imports)
+        unguard = _unguard_fix(flow, guarded, key.name)
+        if unguard is not None:
+            return self.finding(start.call, message, f"Stop {key.name} whatever its connection state", unguard)
+        build, imports = _atexit_fix(self.model, flow, start, key.name)
+        return self.finding(start.call, message, "Stop and close the client at exit (atexit)", build, imports)
 
     def _check_class(self, key: ClientKey, uses: List[Use], starts: List[Use], index: _Uses) -> Optional[Finding]:
         if _refs(uses, "stop") or (key.name, "stop") in index.attribute_chains:
@@ -380,6 +420,182 @@ class ClientNotStopped(Rule):
             return [try_node]
 
         return [statements_edit(source, rest, transform)]
+
+
+def _atexit_fix(model: ModuleModel, flow: Flow, start: Use, name: str):
+    """``atexit.register`` of close() then stop() right after the ``start()`` statement:
+    atexit runs the last registered first, so the client is stopped, then closed."""
+    stmt = _statement_call(flow, start.call)
+    if stmt is None:
+        return None, ()
+    imports: Tuple[Import, ...] = ()
+    register_name = model.local_name_for("atexit.register")
+    if register_name is None:
+        register_name = "atexit.register"
+        imports = (Import("atexit"),)
+    lines = (
+        f"{register_name}({name}.close)  # atexit runs these in reverse: stop(), then close()",
+        f"{register_name}({name}.stop)",
+    )
+    build = lambda source: [  # noqa: E731
+        statements_edit(source, [stmt], lambda body: body + [parse_statement(source, line) for line in lines])
+    ]
+    return build, imports
+
+
+def _connection_test(test: ast.expr, name: str) -> bool:
+    """``<name>.connected`` or ``<name>.state == KazooState.CONNECTED`` (possibly in an
+    ``and``): true only while the client is connected, false while SUSPENDED."""
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+        return any(_connection_test(v, name) for v in test.values)
+    if isinstance(test, ast.Attribute) and test.attr == "connected":
+        return isinstance(test.value, ast.Name) and test.value.id == name
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], (ast.Eq, ast.Is)):
+        left, right = test.left, test.comparators[0]
+        for state, value in ((left, right), (right, left)):
+            if (
+                isinstance(state, ast.Attribute) and state.attr in ("state", "client_state")
+                and isinstance(state.value, ast.Name) and state.value.id == name
+            ):
+                text = value.attr if isinstance(value, ast.Attribute) else getattr(value, "value", None)
+                return text in ("CONNECTED", "CONNECTED_RO")
+    return False
+
+
+def _behind_connection_test(flow: Flow, stop: Use, name: str) -> bool:
+    """Does this stop() run only when an ``if`` found the client connected?"""
+    stmt = flow.statement_of(stop.call)
+    while stmt is not None:
+        parent = flow.parent_statement(stmt)
+        if isinstance(parent, ast.If) and any(s is stmt for s in parent.body) and _connection_test(parent.test, name):
+            return True
+        stmt = parent
+    return False
+
+
+def _unguard_fix(flow: Flow, guarded: List[Use], name: str):
+    """``if zk.connected:`` whose body is only ``zk.stop()`` (and ``zk.close()``), with no
+    else: the body without the test. stop() is idempotent and safe in every state."""
+    for stop in guarded:
+        stmt = _statement_call(flow, stop.call)
+        test = flow.parent_statement(stmt) if stmt is not None else None
+        if not (isinstance(test, ast.If) and not test.orelse and _connection_test(test.test, name)):
+            continue
+        if isinstance(test.test, ast.BoolOp):
+            continue  # the other operands may guard something else
+        if not all(_own_method_statement(s, name) in ("stop", "close") for s in test.body):
+            continue
+
+        def build(source, test=test):
+            def transform(body: List[cst.BaseStatement]) -> List[cst.BaseStatement]:
+                if_node = body[0]
+                inner = list(if_node.body.body)
+                if not isinstance(if_node.body, cst.IndentedBlock):
+                    raise FixError("the if body shares its line")
+                first = inner[0].with_changes(leading_lines=list(if_node.leading_lines) + list(inner[0].leading_lines))
+                return [first] + inner[1:]
+            return [statements_edit(source, [test], transform)]
+
+        return build
+    return None
+
+
+# Kazoo recipes a function can leave running behind it (kazoo.recipe.*, or the client's
+# attribute of the same name): what each one leaves.
+_LEFT_BY_RECIPE = {
+    "DataWatch": "a watch", "ChildrenWatch": "a watch", "PatientChildrenWatch": "a watch",
+}
+_LOCK_RECIPES = frozenset({"Lock", "ReadLock", "WriteLock", "Semaphore"})
+_PARTY_RECIPES = frozenset({"Party", "ShallowParty"})
+_WATCHED_READS = frozenset({"get", "get_async", "exists", "exists_async", "get_children", "get_children_async"})
+
+
+def _left_behind(model: ModuleModel, uses: List[Use], function: ast.AST) -> Optional[str]:
+    """What a function leaves running on its client when it returns: an ephemeral node,
+    a watch, a state listener, a joined party, a lock it acquires and never releases,
+    an election run elsewhere. None when it leaves nothing (or nothing we can see)."""
+    parents = model.parents()
+    recipes: Dict[str, str] = {}  # local name -> recipe it holds
+    for use in uses:
+        if use.kind == "attr":
+            call = use.call
+            if call is None:
+                # zk.create handed to zk.retry(zk.create, path, ephemeral=True)
+                parent = parents.get(id(parents.get(id(use.node))))
+                call = parent if isinstance(parent, ast.Call) and use.attr in ("create", "create_async") else None
+            if use.attr in ("create", "create_async") and call is not None and _truthy_keyword(call, "ephemeral"):
+                return "an ephemeral node"
+            if use.attr in _LEFT_BY_RECIPE:
+                return _LEFT_BY_RECIPE[use.attr]
+            if use.attr == "add_listener":
+                return "a state listener"
+            if use.attr in _WATCHED_READS and call is not None and _truthy_keyword(call, "watch"):
+                return "a watch"
+            recipe = use.attr
+        elif use.kind == "test":
+            call = parents.get(id(use.node))
+            call = parents.get(id(call)) if isinstance(call, ast.keyword) else call
+            if not isinstance(call, ast.Call):
+                continue
+            recipe = (model.qualname(call.func) or "").rpartition(".")[2]
+            if recipe in _LEFT_BY_RECIPE:
+                return _LEFT_BY_RECIPE[recipe]
+        else:
+            continue
+        if call is None or recipe not in _LOCK_RECIPES | _PARTY_RECIPES | {"Election"}:
+            continue
+        holder = parents.get(id(call))
+        if isinstance(holder, ast.Assign) and len(holder.targets) == 1 and isinstance(holder.targets[0], ast.Name):
+            recipes[holder.targets[0].id] = recipe
+        elif isinstance(holder, ast.Attribute) and recipe in _PARTY_RECIPES and holder.attr == "join":
+            return "a party membership (an ephemeral node)"
+    if not recipes:
+        return None
+    methods: Dict[str, Dict[str, List[ast.Attribute]]] = {}
+    in_with = set()
+    for node in own_nodes(function):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in recipes:
+            methods.setdefault(node.value.id, {}).setdefault(node.attr, []).append(node)
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            in_with.update(i.context_expr.id for i in node.items if isinstance(i.context_expr, ast.Name))
+    for name, recipe in recipes.items():
+        used = methods.get(name, {})
+        if recipe in _LOCK_RECIPES and used.get("acquire") and not used.get("release") and name not in in_with:
+            return "a held lock"
+        if recipe in _PARTY_RECIPES and used.get("join"):
+            return "a party membership (an ephemeral node)"
+        if recipe == "Election" and any(not _is_called(parents, a) for a in used.get("run", ())):
+            return "an election"  # election.run handed to a thread: it runs on after the return
+    return None
+
+
+def _is_called(parents, attribute: ast.Attribute) -> bool:
+    parent = parents.get(id(attribute))
+    return isinstance(parent, ast.Call) and parent.func is attribute
+
+
+def _truthy_keyword(call: ast.Call, name: str) -> bool:
+    kw = keyword(call, name)
+    return kw is not None and not (isinstance(kw.value, ast.Constant) and not kw.value.value)
+
+
+def _returns_normally(function: ast.AST) -> bool:
+    """Can the function return to its caller (a ``return``, or the end of its body)?
+    False when it ends in ``raise``, ``sys.exit()`` or a ``while True:`` it never leaves."""
+    if any(isinstance(n, ast.Return) for n in own_nodes(function)):
+        return True
+    body = function.body  # type: ignore[attr-defined]
+    last = body[-1]
+    if isinstance(last, ast.Raise):
+        return False
+    if isinstance(last, ast.While) and isinstance(last.test, ast.Constant) and last.test.value is True:
+        return any(isinstance(n, ast.Break) for n in own_descendants(last))
+    if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call):
+        func = last.value.func
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            if (func.value.id, func.attr) in (("sys", "exit"), ("os", "_exit")):
+                return False
+    return True
 
 
 def _runs_to_function_end(flow: Flow, stmt: ast.stmt) -> bool:
