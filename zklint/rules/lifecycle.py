@@ -17,9 +17,10 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from zklint.lazy_import import libcst as cst  # imported on first use: fixes only
 
-from zklint.fixer import FixError, parse_statement, statements_edit
+from zklint.cst_helpers import keyword_index, set_keyword
+from zklint.fixer import FixError, expression_edit, parse_expression, parse_statement, render, statements_edit
 from zklint.flow import Flow, before, own_descendants, position
-from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, keyword, own_nodes, walk
+from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, argument, keyword, own_nodes, walk
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
 
@@ -818,9 +819,24 @@ class CallBeforeStart(Rule):
     )
     fix_safety = Safety.SAFE
     fix_safety_reason = (
-        "The code cannot run as written (the call raises); the fix starts the client right "
-        "after it is built, which is what the call needs. It applies only when the client "
-        "is started nowhere else, so no start order is changed."
+        "Safe, in three shapes; in each the code cannot run as written (the call raises). "
+        "(1) `add_auth(scheme, credential)` as a statement of the block that builds the "
+        "client: the pair moves into the constructor's `auth_data=` list (appended to a "
+        "literal list already there) and the call goes. kazoo authenticates with auth_data on "
+        "connect and on every reconnect, as add_auth after start() does, and the client is "
+        "still started where it was (a factory keeps handing back an unstarted client, so "
+        "callers can add listeners before connecting). Refused when the arguments read a name "
+        "assigned after the construction or the client itself, when a call in them would "
+        "move across other calls, for a conditional add_auth, and for a constructor with "
+        "`**options` or an auth_data that is not a list literal. (2) A later plain "
+        "`<client>.start()` in the block of the first operation: it moves up to just before "
+        "the statement holding that operation, so what ran before the operation (listeners, "
+        "recipes, credentials) still runs before start(). Refused when the statements it "
+        "passes over call anything but operations on the client or use the client otherwise "
+        "(a listener added there would miss CONNECTED). (3) No start() anywhere: start() right "
+        "after the client is built, only when the client does not leave its scope; a factory "
+        "that returns or hands on its client unstarted gets no fix, since its callers decide "
+        "when it connects."
     )
     limits = (
         "Only a client built in the same function (or module-level code) by a plain "
@@ -831,8 +847,10 @@ class CallBeforeStart(Rule):
         "restart() and no escape of the client (passed, returned, read by a nested "
         "function) in between. A module-level client that any function starts is not "
         "checked (call order across functions is not followed). Only the first such "
-        "operation is reported. When the client is started later (after the call) there is "
-        "no fix: move that start() up by hand."
+        "operation is reported. Reported without a fix: an operation in a factory that "
+        "hands its client on unstarted (adding start() would change when callers connect), "
+        "a later start() with other work between it and the operation, a start() with "
+        "arguments computed at run time, a conditional add_auth with no later start()."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -872,12 +890,27 @@ class CallBeforeStart(Rule):
                 f"{key.name}.{op.attr}() runs before {key.name}.start(): kazoo fails it with "
                 "ConnectionClosedError on a client that was never started"
             )
-            build = None
-            if not starts:
+            if op.attr == "add_auth":
+                # Credentials belong in the constructor (kazoo sends auth_data on every
+                # connect); starting the client here would change when it connects.
+                build = _auth_data_fix(flow, construction, op, key.name)
+                title = "Pass the credentials as auth_data= to the constructor"
+                if build is None and starts:
+                    build = _move_start_up(flow, op, starts, uses, key.name)
+                    title = f"Move {key.name}.start() up, before add_auth()"
+            elif starts:
+                build = _move_start_up(flow, op, starts, uses, key.name)
+                title = f"Move {key.name}.start() up, before its first operation"
+            elif any(u.kind == "escape" for u in uses):
+                # A factory hands the client on: its callers decide when it connects
+                # (listeners first, then start()), so no start() is added here.
+                build, title = None, ""
+            else:
                 build = lambda source, stmt=construction, name=key.name: [  # noqa: E731
                     statements_edit(source, [stmt], lambda body: body + [parse_statement(source, f"{name}.start()")])
                 ]
-            yield self.finding(op.call, message, f"Start {key.name} right after it is built", build)
+                title = f"Start {key.name} right after it is built"
+            yield self.finding(op.call, message, title, build)
 
     def _never_started_construction(self, value) -> bool:
         """``KazooClient(...)``, or a subclass of this module that never starts itself."""
@@ -892,6 +925,121 @@ class CallBeforeStart(Rule):
         return not any(
             isinstance(node, ast.Attribute) and node.attr in START_METHODS for node in walk(cls)
         )
+
+
+# KazooClient(hosts, timeout, client_id, handler, default_acl, auth_data, ...)
+_AUTH_DATA_POSITION = 5
+
+
+def _auth_data_fix(flow: Flow, construction: ast.Assign, op: Use, name: str):
+    """``zk.add_auth(scheme, credential)`` before start(), a statement of the block that
+    builds the client: the pair moves into the constructor's ``auth_data=`` list (kazoo
+    authenticates with it on connect, and on every reconnect, as add_auth would have).
+    None when the arguments could mean something else at construction time."""
+    stmt = _statement_call(flow, op.call)
+    call = construction.value
+    if stmt is None or flow.block_of(stmt) != flow.block_of(construction):
+        return None  # a conditional add_auth is not the constructor's business
+    args = _auth_arguments(op.call)
+    if args is None or any(isinstance(a, ast.Starred) for a in call.args) or len(call.args) > _AUTH_DATA_POSITION:
+        return None
+    if any(kw.arg is None for kw in call.keywords):
+        return None  # **options may carry auth_data already
+    existing = keyword(call, "auth_data")
+    if existing is not None and not isinstance(existing.value, ast.List):
+        return None
+    between = list(flow.between(construction, stmt))
+    stored = {n.id for n in between if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    for arg in args:
+        names = {n.id for n in walk(arg) if isinstance(n, ast.Name)}
+        if name in names or names & stored:
+            return None  # the value is computed after the client is built
+        if any(isinstance(n, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)) for n in walk(arg)):
+            if any(isinstance(n, ast.Call) for n in between):
+                return None  # moving the call would reorder it with other calls
+
+    def build(source):
+        pair = f"({source.segment(args[0])}, {source.segment(args[1])})"
+
+        def add_pair(expr):
+            if existing is None:
+                return set_keyword(expr, "auth_data", parse_expression(source, f"[{pair}]"))
+            index = keyword_index(expr, "auth_data")
+            entries = expr.args[index].value
+            text = render(source, entries)
+            inner = text[1:-1].rstrip().rstrip(",")
+            joined = f"[{inner}, {pair}]" if inner.strip() else f"[{pair}]"
+            return set_keyword(expr, "auth_data", parse_expression(source, joined))
+
+        return [expression_edit(source, call, add_pair), _remove_statement(source, stmt)]
+
+    return build
+
+
+def _auth_arguments(call: ast.Call) -> Optional[Tuple[ast.expr, ast.expr]]:
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(kw.arg is None for kw in call.keywords):
+        return None
+    if len(call.args) + len(call.keywords) != 2:
+        return None
+    scheme = argument(call, 0, "scheme")
+    credential = argument(call, 1, "credential")
+    if scheme is None or credential is None:
+        return None
+    return scheme, credential
+
+
+def _remove_statement(source, stmt: ast.stmt) -> Edit:
+    """Delete a statement's whole lines (its block keeps at least one other statement)."""
+    def transform(body):
+        if any(line.comment is not None for line in body[0].leading_lines):
+            raise FixError("a comment sits above the statement")
+        return []
+    edit = statements_edit(source, [stmt], transform)
+    return Edit(edit.start, edit.end, "")
+
+
+def _move_start_up(flow: Flow, op: Use, starts: List[Use], uses: List[Use], name: str):
+    """A plain ``name.start()`` statement later in the block that holds the first
+    operation moves up, just before the statement holding that operation. Everything
+    that ran before the operation (listeners added, recipes built) still runs before
+    start(); refused when the statements it passes over do anything but operations on
+    the client (those would run in another order relative to the connection)."""
+    later = [u for u in starts if u.call is not None and before(op.node, u.node) and u.attr == "start"]
+    if not later:
+        return None
+    stmt = _statement_call(flow, later[0].call)
+    if stmt is None or later[0].call.args or later[0].call.keywords and not all(
+        isinstance(kw.value, ast.Constant) for kw in later[0].call.keywords
+    ):
+        return None
+    block = flow.block_of(stmt)
+    holder = flow.sibling_in(block, op.node) if block is not None else None
+    if holder is None:
+        return None
+    run = list(block.stmts[block.index(holder):block.index(stmt) + 1])
+    operation_calls = {id(u.call) for u in _called(uses, *OPERATIONS)}
+    for other in run[1:-1]:
+        for node in walk(other):
+            if isinstance(node, ast.Call) and id(node) not in operation_calls:
+                return None  # something else would now run after the connection is up
+    for use in uses:
+        if before(holder, use.node) and before(use.node, stmt) and not (
+            use.kind == "attr" and use.attr in OPERATIONS and use.call is not None
+        ):
+            return None  # a listener, a state read or a hand-off sees the client unstarted today
+
+    def build(source):
+        def transform(body):
+            if len(body) != len(run):
+                raise FixError("several statements share a line")
+            start_line, first = body[-1], body[0]
+            comments = [line for line in start_line.leading_lines if line.comment is not None]
+            moved = start_line.with_changes(leading_lines=list(first.leading_lines) + comments)
+            first = first.with_changes(leading_lines=[])
+            return [moved, first] + body[1:-1]
+        return [statements_edit(source, run, transform)]
+
+    return build
 
 
 @register
