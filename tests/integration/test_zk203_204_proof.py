@@ -141,6 +141,9 @@ ZK204_PROGRAM = f'''
 
 ZK204_FIXED = ZK204_PROGRAM.replace("zk.start_async()", "zk.start()")
 
+# The same program keeping the event in a variable it never reads.
+ZK204_EVENT_PROGRAM = ZK204_PROGRAM.replace("zk.start_async()", "ready = zk.start_async()")
+
 RUN_TIMEOUT_S = 60.0
 
 
@@ -212,8 +215,9 @@ def _counts(stdout: str) -> tuple:
     return int(published), int(closed)
 
 
-def test_start_async_not_awaited_fails(zk_server, zk_path, programs):
-    bad = programs.write(ZK204_PROGRAM, "zk204_bad.py")
+@pytest.mark.parametrize("program", [ZK204_PROGRAM, ZK204_EVENT_PROGRAM], ids=["discarded", "never_read"])
+def test_start_async_not_awaited_fails(program, zk_server, zk_path, programs):
+    bad = programs.write(program, "zk204_bad.py")
     result = programs.run(bad, zk_server.hosts, env={"ZK_NODE": zk_path}, timeout=RUN_TIMEOUT_S)
     assert result.returncode == 0, result.stdout + result.stderr
     published, closed = _counts(result.stdout)
@@ -222,8 +226,9 @@ def test_start_async_not_awaited_fails(zk_server, zk_path, programs):
     assert closed >= 1, result.stdout
 
 
-def test_start_async_fixed_always_connects(zk_server, zk_observer, zk_path, programs):
-    _, fixed = _fix(programs, ZK204_PROGRAM, ZK204_FIXED, "zk204")
+@pytest.mark.parametrize("program", [ZK204_PROGRAM, ZK204_EVENT_PROGRAM], ids=["discarded", "never_read"])
+def test_start_async_fixed_always_connects(program, zk_server, zk_observer, zk_path, programs):
+    _, fixed = _fix(programs, program, ZK204_FIXED, "zk204")
     result = programs.run(fixed, zk_server.hosts, env={"ZK_NODE": zk_path}, timeout=RUN_TIMEOUT_S)
     assert result.returncode == 0, result.stdout + result.stderr
     assert _counts(result.stdout) == (RUNS, 0)

@@ -1079,14 +1079,19 @@ class StartAsyncNotAwaited(Rule):
     fix_safety_reason = (
         "start() is start_async() followed by waiting for the connection (15 s) and raising "
         "KazooTimeoutError if it does not come: the operations that follow get the "
-        "connected client they assume. Applied only to a bare `start_async()` statement."
+        "connected client they assume. Applied to a bare `start_async()` statement, and to "
+        "`<event> = start_async()` in a function that never reads <event> (the binding is "
+        "dead). When the event is read later (returned, waited on after the operations) "
+        "there is no fix: calling start() as well would restart the connection attempt, and "
+        "any other object in its place would not track the connection as kazoo's event does."
     )
     limits = (
         "Only an operation that follows the start_async() in straight-line order in the same "
         "function (not in a loop or a try with except handlers). Anything in between that may "
         "wait silences it: a read of the returned event, of client.connected/state, a call "
         "named *wait* or *sleep*, another start, or the client escaping. An event kept in a "
-        "variable that is never waited on is reported without a fix."
+        "variable that is read somewhere (but not waited on before the operations) is "
+        "reported without a fix."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -1127,7 +1132,27 @@ class StartAsyncNotAwaited(Rule):
         build = None
         if event_name is None:
             build = lambda source, stmt=stmt: [self._rename(source, stmt)]  # noqa: E731
+        elif not self._ever_read(use.scope, event_name):
+            # The event is bound and never looked at: the binding is dead, and start()
+            # is start_async() plus the wait the code forgot.
+            build = lambda source, stmt=stmt, text=text: [  # noqa: E731
+                statements_edit(source, [stmt], lambda body: [
+                    parse_statement(source, f"{text}.start()").with_changes(
+                        leading_lines=body[0].leading_lines, trailing_whitespace=body[0].trailing_whitespace
+                    )
+                ])
+            ]
         return self.finding(use.call, message, "Use start(), which waits for the connection", build)
+
+    def _ever_read(self, scope: Scope, name: str) -> bool:
+        """Is `name` read anywhere in the scope's function, nested functions included
+        (or declared global/nonlocal, so read elsewhere)?"""
+        if scope.kind != "function" or name in scope.global_names or name in scope.nonlocal_names:
+            return True
+        return any(
+            isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Load)
+            for node in walk(scope.node)
+        )
 
     def _waits_between(self, flow: Flow, use: Use, op: Use, event_name: Optional[str], uses: List[Use]) -> bool:
         for node in flow.between(use.call, op.node):
