@@ -476,7 +476,10 @@ class EphemeralOwnerNotChecked(Rule):
         "process (a registration left by its own crashed predecessor), but when the node is "
         "meant to be exclusive (\"only one instance may run\"), deleting a live peer's node "
         "takes it over; the author must choose. The get/delete/create can also raise "
-        "(NoNodeError, BadVersionError) if the old session expires at the same moment."
+        "(NoNodeError, BadVersionError) if the old session expires at the same moment. A "
+        "computed path is bound to a local just before the create, inside the try, and "
+        "evaluated once as before; the handler reads that local rather than computing the "
+        "path again."
     )
     limits = (
         "Only creates with a literal ephemeral=True (keyword or 4th positional argument) on a "
@@ -487,8 +490,10 @@ class EphemeralOwnerNotChecked(Rule):
         "delete and create, or that call a function of the module doing so are trusted; a "
         "handler calling a function the module cannot see is still reported. An exception "
         "clause of a type the module cannot resolve before the matching one makes the rule "
-        "silent. The fix is offered only when the create's path is a name, attribute, string "
-        "or f-string of those, and the try body makes no other create."
+        "silent. The fix is offered only when the try body makes no other create and the "
+        "path is a name, attribute, string or f-string of those, or a one-line computed "
+        "expression (a call, a %-format) in a function, on the create's own line inside the "
+        "try: that one is first bound to a local (`path = ...`) on the line before."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -516,7 +521,8 @@ class EphemeralOwnerNotChecked(Rule):
             )
             build = None
             imports: Tuple[Import, ...] = ()
-            if self._fixable(facts, create, try_node):
+            hoist = self._hoist_build(facts, create, try_node)
+            if hoist is not None or self._fixable(facts, create, try_node):
                 exc_name = None
                 if not direct:
                     exc_name = self.model.local_name_for(_EXC + "NodeExistsError")
@@ -527,7 +533,9 @@ class EphemeralOwnerNotChecked(Rule):
                         else:
                             exc_name = "NodeExistsError"
                             imports = (Import("kazoo.exceptions", "NodeExistsError"),)
-                if exc_name != "":
+                if exc_name != "" and hoist is not None:
+                    build, imports = hoist, ()  # the owner check comes in the next pass
+                elif exc_name != "":
                     build = (lambda source, c=create, t=try_node, h=handler, e=exc_name:
                              self._fix(source, c, t, h, e))
             yield self.finding(handler, message, "Check the node's owner and re-create it", build, imports)
@@ -563,8 +571,45 @@ class EphemeralOwnerNotChecked(Rule):
 
     # ---- fix ------------------------------------------------------------------------------
 
-    def _fixable(self, facts: _Ephemeral, create: Create, try_node: ast.Try) -> bool:
-        if not _simple_expr(create.path) or create.has_star_args:
+    def _hoist_build(self, facts: _Ephemeral, create: Create, try_node: ast.Try):
+        """A computed path (``lease_path(name)``, ``"/w/" + socket.gethostname()``) is bound
+        to a local on the line before the create's statement, inside the try, and the
+        create reads the local: evaluated once, where it was, in the same order. The next
+        fix pass then finds a plain name and adds the owner check, which reads the same
+        value instead of computing the path again. None when the path is already simple
+        or the shape is one the owner-check fix refuses anyway."""
+        path = create.path
+        if path is None or _simple_expr(path) or not self._fixable(facts, create, try_node, hoisted=True):
+            return None
+        if path.lineno != path.end_lineno or any(isinstance(n, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr, ast.Lambda)) for n in walk(path)):
+            return None
+        parents = self.model.parents()
+        stmt: Optional[ast.AST] = create.node
+        while stmt is not None and not isinstance(stmt, ast.stmt):
+            stmt = parents.get(id(stmt))
+        if stmt is None or not any(_inside_block(stmt, s) for s in try_node.body):
+            return None
+        if isinstance(stmt, (ast.If, ast.While, ast.For, ast.With, ast.Try)) or stmt.lineno != path.lineno:
+            return None  # the path sits in a header or a continuation line
+        scope = create.site_scope
+        if scope is None or scope.kind != "function":
+            return None  # a module-level name would be a new global
+        name = _free_name(self.model, scope, "path")
+
+        def build(source):
+            indent = _line_indent(source, stmt)
+            if indent is None:
+                raise FixError("statement does not start its line")
+            start, end = source.node_span(path)
+            return [
+                insert_lines_edit(source, stmt.lineno, [f"{indent}{name} = {source.text[start:end]}"]),
+                Edit(start, end, name),
+            ]
+
+        return build
+
+    def _fixable(self, facts: _Ephemeral, create: Create, try_node: ast.Try, hoisted: bool = False) -> bool:
+        if not (hoisted or _simple_expr(create.path)) or create.has_star_args:
             return False
         # Another create in the try could be the one whose NodeExistsError the handler sees.
         own = {id(create.create), id(create.create.func)}
@@ -638,6 +683,10 @@ class EphemeralOwnerNotChecked(Rule):
             return [node.with_changes(handlers=handlers)] + list(stmts[1:])
 
         return [statements_edit(source, [try_node], transform)]
+
+
+def _inside_block(node: ast.AST, stmt: ast.stmt) -> bool:
+    return any(n is node for n in _walk_outside_defs(stmt))
 
 
 def _with_indent(node, unit: str):
