@@ -114,6 +114,40 @@ OUTLIVES_FIXED = '''
         sys.stdin.read()
 '''
 
+# A class that owns its client and no method stops it (fix: atexit registration
+# after its start()).
+CLASS_PROGRAM = '''
+    import os
+    import sys
+
+    from kazoo.client import KazooClient
+
+
+    class Registration:
+        def __init__(self, hosts, node):
+            self.zk = KazooClient(hosts=hosts, timeout=2.0)
+            self.node = node
+
+        def open(self):
+            self.zk.start()
+            self.zk.create(self.node, b"", ephemeral=True, makepath=True)
+
+
+    if __name__ == "__main__":
+        Registration(os.environ["ZK_HOSTS"], os.environ["ZK_NODE"]).open()
+        print("REGISTERED", flush=True)
+        sys.stdin.read()
+'''
+
+CLASS_FIXED = CLASS_PROGRAM.replace(
+    "    import os\n", "    import atexit\n    import os\n", 1
+).replace(
+    "            self.zk.start()\n",
+    "            self.zk.start()\n"
+    "            atexit.register(self.zk.close)  # atexit runs these in reverse: stop(), then close()\n"
+    "            atexit.register(self.zk.stop)\n",
+)
+
 # A script whose module-level client registers, then exits normally when stdin is
 # closed (fix: atexit registration of stop and close).
 MODULE_PROGRAM = '''
@@ -150,6 +184,7 @@ SCENARIOS = {
     "function": (FUNCTION_PROGRAM, FUNCTION_FIXED, 1),
     "module": (MODULE_PROGRAM, MODULE_FIXED, 0),
     "outlives": (OUTLIVES_PROGRAM, OUTLIVES_FIXED, 0),
+    "class": (CLASS_PROGRAM, CLASS_FIXED, 0),
 }
 
 SESSION_TIMEOUT_S = 2.0

@@ -222,8 +222,11 @@ class ClientNotStopped(Rule):
         "behind `if <client>.connected:` (or `<client>.state == KazooState.CONNECTED`), whose "
         "body is only stop()/close() and which has no else: the test is removed. stop() is "
         "idempotent and valid in every state; the test only skipped it while SUSPENDED. "
-        "Clients owned by a class are not fixed: where the class's lifetime ends is a "
-        "design decision (a close() method, __exit__, a shutdown hook)."
+        "A client owned by a class that no method stops gets the same atexit registration "
+        "after its start() (`atexit.register(self.zk.close)`, `atexit.register(self.zk.stop)`): "
+        "where the instance's lifetime ends is the class's design (a close() method, "
+        "__exit__), so the fix only adds the stop at process exit, which no design "
+        "contradicts; a close() method remains the better end."
     )
     limits = (
         "A client that escapes its scope is its owner's business and is not checked: "
@@ -353,7 +356,11 @@ class ClientNotStopped(Rule):
             f"{text} is started but no method of {cls} stops it (close/stop/__exit__): when the "
             "process exits its session and ephemerals linger until the session timeout"
         )
-        return self.finding(starts[0].call, message)
+        # The instance keeps the client for as long as it likes; only a stop at process
+        # exit is sure not to come earlier than the class meant.
+        flow = _flow(self.model, starts[0].scope)
+        build, imports = _atexit_fix(self.model, flow, starts[0], text) if flow is not None else (None, ())
+        return self.finding(starts[0].call, message, "Stop and close the client at process exit (atexit)", build, imports)
 
     @staticmethod
     def _protected(flow: Flow, start: Use, stops: List[Use]) -> bool:
