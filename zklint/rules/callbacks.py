@@ -190,7 +190,19 @@ class _CallbackRule(Rule):
         )
         if isinstance(func, ast.Lambda):
             if func.body is not call:
-                raise FixError("blocking call inside a larger lambda")
+                # The whole body moves into a thread: `lambda e: f(g(x))` becomes
+                # `lambda e: c.handler.spawn(lambda: f(g(x)))`. Its value is lost, so only
+                # where kazoo ignores a callback's return value (a raw watch, a rawlink
+                # completion); a listener (True removes it) and a DataWatch/ChildrenWatch
+                # (False stops it) read it.
+                if cb.kind not in (CallbackKind.WATCH, CallbackKind.COMPLETION):
+                    raise FixError("blocking call inside a larger lambda whose value kazoo reads")
+                if any(isinstance(n, (ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom)) for n in walk(func.body)):
+                    raise FixError("the lambda's body binds or suspends")
+                client = self.client_text(cb)
+                if client is None:
+                    raise FixError("nothing to spawn with")
+                return ("wrap", func.body, client)
             if async_ok:
                 return ("async", call)
             client = self.client_text(cb)
@@ -229,6 +241,9 @@ class _CallbackRule(Rule):
             return [self._async_edit(source, plan[1])]
         if plan[0] == "call":
             return [self._spawn_call_edit(source, plan[1], plan[2])]
+        if plan[0] == "wrap":
+            start, end = source.node_span(plan[1])
+            return [Edit(start, end, f"{plan[2]}.handler.spawn(lambda: {source.text[start:end]})")]
         _, region, client, name, starts_block = plan
 
         def transform(stmts: List[cst.BaseStatement]) -> List[cst.BaseStatement]:
@@ -423,7 +438,10 @@ class BlockingCallInCallback(_CallbackRule):
         "`client.handler.spawn(...)` (a single call becomes `client.handler.spawn(func, args...)`; "
         "several statements move into a nested `def work():`). The callback returns at once, so "
         "the moved work now runs concurrently with later callbacks and with the statements after "
-        "the enclosing block, and its exceptions are reported by the thread, not by kazoo."
+        "the enclosing block, and its exceptions are reported by the thread, not by kazoo. A "
+        "lambda raw watch or rawlink callback whose blocking call sits inside a larger "
+        "expression becomes `lambda e: client.handler.spawn(lambda: <body>)` (kazoo ignores "
+        "those callbacks' return value)."
     )
     limits = (
         "Known blocking calls only: time.sleep, subprocess.run/call/check_call/check_output/"
@@ -436,7 +454,10 @@ class BlockingCallInCallback(_CallbackRule):
         "constructions). Synchronous ZooKeeper calls in watch callbacks are not reported (they work "
         "there; see ZK302 for where they hang). `with lock:` is not reported. The scan follows one "
         "call level into functions and methods of the same module. The fix is refused for lambdas "
-        "other than a single call, async callbacks, callbacks whose client cannot be named inside "
+        "whose blocking call sits inside a larger expression when the callback is a state "
+        "listener or a DataWatch/ChildrenWatch function (kazoo reads their return value: True "
+        "removes a listener, False stops a recipe, and a spawned body has none), for a lambda "
+        "that only sleeps (nothing to hand off), async callbacks, callbacks whose client cannot be named inside "
         "them, moved code that returns/yields/breaks out or binds names used elsewhere in the "
         "callback, and a sleep that ends its block (nothing to hand off)."
     )
@@ -515,7 +536,9 @@ class DeadlockInCallback(_CallbackRule):
         "A call statement that ends its block and whose result is unused becomes its `_async` form "
         "(the callback no longer waits, and errors are no longer raised in the callback); otherwise "
         "the call and the rest of its block move into a thread started with "
-        "`client.handler.spawn(...)`. Either way the work now completes after the callback returns."
+        "`client.handler.spawn(...)`. Either way the work now completes after the callback returns. "
+        "A lambda raw watch or rawlink callback whose call sits inside a larger expression runs "
+        "that whole expression in `client.handler.spawn(lambda: ...)`."
     )
     limits = (
         "Only calls on the same client the callback is registered on (by the model's client "
