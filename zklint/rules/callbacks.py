@@ -715,11 +715,22 @@ class LifecycleCallInCallback(_CallbackRule):
         "zk.stop()\n"
         "zk.close()\n"
     )
-    fix_safety = None
+    fix_safety = Safety.UNSAFE
+    fix_safety_reason = (
+        "The fix moves the lifecycle call off kazoo's threads, with ZK301's machinery: a call "
+        "that ends its block becomes `client.handler.spawn(client.stop)` (a new thread, not one of "
+        "kazoo's, so stop() can join them), and a call followed by more statements moves with them "
+        "into a nested `def work():` that is spawned (`zk.stop(); zk.close()` stay in order). The "
+        "callback now returns before the client is stopped, and whatever followed the call in its "
+        "block runs on that thread after it; that is the change in threading that makes it unsafe. "
+        "Refused where ZK301's fix is (see there)."
+    )
     limits = (
         "Only calls on the client the callback is registered on (by the model's client identity). "
         "Follows one call level into functions and methods of the same module. TreeCache "
-        "listeners (their own thread) are not checked."
+        "listeners (their own thread) are not checked. The fix is refused for lambdas other than "
+        "a single call, async callbacks, callbacks whose client cannot be named inside them, and "
+        "moved code that returns/yields/breaks out or binds names used elsewhere in the callback."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -737,7 +748,10 @@ class LifecycleCallInCallback(_CallbackRule):
                 return None
 
             for hit in self.callback_hits(cb, classify):
-                yield self.finding(hit.call, self._message(cb, hit))
+                yield self.finding(
+                    hit.call, self._message(cb, hit), "Run it in client.handler.spawn(), off kazoo's threads",
+                    self.spawn_build(cb, hit, prefer_async=False),
+                )
 
     @staticmethod
     def _message(cb: Callback, hit: Hit) -> str:
