@@ -1069,6 +1069,12 @@ class ListenerIgnoresLost(Rule):
         "\n"
         "zk.add_listener(on_state)\n"
     )
+    fix_safety_reason = (
+        "No faithful rewrite exists: what a listener must do on LOST depends on what the "
+        "program holds on the session (re-create its ephemeral nodes: ZK102's fix; give up "
+        "leadership; stop a critical section; alert), and an empty `elif state == "
+        "KazooState.LOST: pass` branch would silence the rule without handling anything."
+    )
     limits = (
         "Only listeners the module can resolve (a def, a method through self, a lambda) "
         "registered with add_listener. A listener that only reacts to CONNECTED (waiting for "
@@ -1184,6 +1190,16 @@ class EphemeralSequentialRetried(Rule):
         "\n"
         "\n"
         "node = zk.retry(create_once)\n"
+    )
+    fix_safety_reason = (
+        "The remedy, kazoo's lock-recipe pattern (a uuid in the node's "
+        "name, looked for among the parent's children after a connection loss before creating "
+        "again), changes the name of every node the code creates: each reader of that parent "
+        "(peers that sort children by name, match a prefix, or parse the number; other "
+        "services; older versions of this program still running) must understand the new "
+        "names, and those readers live outside the file. A fix that drops the retry instead "
+        "would not remove the orphan (a create whose reply is lost still leaves it). The docs "
+        "show the pattern to apply by hand."
     )
     limits = (
         "Retries seen: client.retry(client.create, ...), a KazooRetry object called with "
@@ -1352,6 +1368,13 @@ class LockHeldAcrossSessionLoss(Rule):
         "        if lock_lost.is_set():\n"
         "            raise RuntimeError(\"ZooKeeper session lost while holding the lock\")\n"
         "        charge(batch)\n"
+    )
+    fix_safety_reason = (
+        "No faithful rewrite exists: a listener that notices SUSPENDED/LOST can only set a "
+        "flag; what stops the critical section (checking the flag between steps, aborting a "
+        "transaction, fencing writes with the lock node's version) is the program's own "
+        "logic, which a codemod cannot write. Adding the listener alone would silence the "
+        "rule and change nothing."
     )
     limits = (
         "Locks built on a client the module can prove (client.Lock(...), kazoo.recipe.lock.Lock("

@@ -318,6 +318,14 @@ class SessionTimeoutOutOfRange(Rule):
         "\n"
         "zk = KazooClient(hosts=HOSTS, timeout=15)\n"
     )
+    fix_safety_reason = (
+        "No faithful rewrite exists: the session timeout trades how fast peers see a dead "
+        "process against how long a pause (GC, swap, a slow network) a live one survives, and "
+        "the value in the code was chosen by someone; replacing it with the nearest bound "
+        "would silently change that decision (and the server still clamps it to its own "
+        "min/max session timeout). The bounds are options: raise or lower them where the "
+        "value is deliberate."
+    )
     limits = (
         "Only values the module spells out are checked: a numeric literal, arithmetic on "
         "literals, or a variable bound once to one; timeouts read from configuration, "
