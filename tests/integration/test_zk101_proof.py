@@ -117,7 +117,9 @@ def test_unchecked_owner_loses_the_node(zk_server, zk_observer: KazooClient, zk_
 
 
 @pytest.mark.parametrize("program", [BAD_PROGRAM, COMPUTED_PATH_PROGRAM], ids=["name", "computed"])
-def test_checked_owner_keeps_the_node(program, zk_server, zk_observer: KazooClient, zk_path: str, programs: ProgramRunner):
+def test_checked_owner_keeps_the_node(
+    program, zk_server, zk_observer: KazooClient, zk_path: str, programs: ProgramRunner
+):
     bad = programs.write(program, "zk101_bad.py")
     fixed = bad.with_name("zk101_fixed.py")
     shutil.copy(bad, fixed)

@@ -854,7 +854,8 @@ class EphemeralLostWithSession(Rule):
         if stmt is None or scope is None:
             return None
         stem = _stem(creates[0].path)
-        return _hoist_path(creates[0].path, stmt, _free_name(self.model, scope, f"{stem}_path" if stem else "node_path"))
+        name = _free_name(self.model, scope, f"{stem}_path" if stem else "node_path")
+        return _hoist_path(creates[0].path, stmt, name)
 
     def _fixable(self, facts: _Ephemeral, creates: List[Create], hoisted: bool = False) -> bool:
         first = creates[0]
@@ -889,7 +890,9 @@ class EphemeralLostWithSession(Rule):
         parent = facts.parents.get(id(node))
         if isinstance(parent, ast.Expr):
             return True
-        if not (isinstance(parent, ast.Assign) and len(parent.targets) == 1 and isinstance(parent.targets[0], ast.Name)):
+        if not isinstance(parent, ast.Assign) or len(parent.targets) != 1:
+            return False
+        if not isinstance(parent.targets[0], ast.Name):
             return False
         name = parent.targets[0].id
         return not any(

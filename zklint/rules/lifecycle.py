@@ -297,13 +297,14 @@ class ClientNotStopped(Rule):
         if left is not None and not all_stops and _returns_normally(function):
             # The program means the client to live on after the function returns: the
             # leak is at process exit, and only a stop at process exit keeps that intent.
+            function_name = function.name  # type: ignore[attr-defined]
             message = (
-                f"{name} outlives {function.name}() on purpose (it leaves {left} behind) but "  # type: ignore[attr-defined]
+                f"{name} outlives {function_name}() on purpose (it leaves {left} behind) but "
                 "nothing stops it at process exit: the session and its ephemerals linger "
                 "until the session timeout after the process is gone"
             )
             build, imports = _atexit_fix(self.model, flow, start, name)
-            return self.finding(start.call, message, "Stop and close the client at process exit (atexit)", build, imports)
+            return self.finding(start.call, message, _ATEXIT_TITLE, build, imports)
         guarded = [s for s in all_stops if s not in stops]
         if guarded and not stops:
             reason = f"stop() only behind a test of {name}.connected, skipped while SUSPENDED"
@@ -345,7 +346,7 @@ class ClientNotStopped(Rule):
         if unguard is not None:
             return self.finding(start.call, message, f"Stop {key.name} whatever its connection state", unguard)
         build, imports = _atexit_fix(self.model, flow, start, key.name)
-        return self.finding(start.call, message, "Stop and close the client at exit (atexit)", build, imports)
+        return self.finding(start.call, message, _ATEXIT_TITLE, build, imports)
 
     def _check_class(self, key: ClientKey, uses: List[Use], starts: List[Use], index: _Uses) -> Optional[Finding]:
         if _refs(uses, "stop") or (key.name, "stop") in index.attribute_chains:
@@ -360,7 +361,7 @@ class ClientNotStopped(Rule):
         # exit is sure not to come earlier than the class meant.
         flow = _flow(self.model, starts[0].scope)
         build, imports = _atexit_fix(self.model, flow, starts[0], text) if flow is not None else (None, ())
-        return self.finding(starts[0].call, message, "Stop and close the client at process exit (atexit)", build, imports)
+        return self.finding(starts[0].call, message, _ATEXIT_TITLE, build, imports)
 
     @staticmethod
     def _protected(flow: Flow, start: Use, stops: List[Use]) -> bool:
@@ -428,6 +429,9 @@ class ClientNotStopped(Rule):
             return [try_node]
 
         return [statements_edit(source, rest, transform)]
+
+
+_ATEXIT_TITLE = "Stop and close the client at process exit (atexit)"
 
 
 def _atexit_fix(model: ModuleModel, flow: Flow, start: Use, name: str):
