@@ -299,7 +299,7 @@ class ClientNotStopped(Rule):
             # leak is at process exit, and only a stop at process exit keeps that intent.
             function_name = function.name  # type: ignore[attr-defined]
             message = (
-                f"{name} outlives {function_name}() on purpose (it leaves {left} behind) but "
+                f"{name} is meant to outlive {function_name}() (it leaves {left} behind) but "
                 "nothing stops it at process exit: the session and its ephemerals linger "
                 "until the session timeout after the process is gone"
             )
