@@ -47,6 +47,13 @@ BAD_PROGRAM = '''
             log.write(name)
 
 
+    def publish_early(zk: KazooClient, base, name):
+        with zk.transaction() as txn:
+            txn.create(f"{base}/{name}", b"payload")
+            txn.delete(f"{base}/{name}-ready")
+            return name
+
+
     def main():
         form, base = sys.argv[1], sys.argv[2]
         zk = KazooClient(hosts=os.environ["ZK_HOSTS"])
@@ -56,6 +63,8 @@ BAD_PROGRAM = '''
                 publish(zk, base, "job")
             elif form == "with":
                 publish_with(zk, base, "job")
+            elif form == "early":
+                publish_early(zk, base, "job")
             else:
                 publish_logged(zk, base, "job")
             print("PUBLISHED", flush=True)
@@ -88,6 +97,24 @@ FIXED_PROGRAM = (
     .replace(
         '        with zk.transaction() as txn:\n'
         '            txn.create(f"{base}/{name}", b"payload")\n'
+        '            txn.delete(f"{base}/{name}-ready")\n'
+        '            return name\n',
+        '        txn = zk.transaction()\n'
+        '        aborted = False\n'
+        '        try:\n'
+        '            txn.create(f"{base}/{name}", b"payload")\n'
+        '            txn.delete(f"{base}/{name}-ready")\n'
+        '            return name\n'
+        '        except BaseException:\n'
+        '            aborted = True\n'
+        '            raise\n'
+        '        finally:\n'
+        '            if not aborted:\n'
+        '                results = txn.commit()\n' + CHECK.format(i="                "),
+    )
+    .replace(
+        '        with zk.transaction() as txn:\n'
+        '            txn.create(f"{base}/{name}", b"payload")\n'
         '            txn.delete(f"{base}/{name}-ready")\n',
         '        txn = zk.transaction()\n'
         '        txn.create(f"{base}/{name}", b"payload")\n'
@@ -108,7 +135,7 @@ FIXED_PROGRAM = (
     )
 )
 
-FORMS = ["commit", "with", "several"]
+FORMS = ["commit", "with", "several", "early"]
 
 
 @pytest.fixture

@@ -140,11 +140,13 @@ class TransactionResultUnchecked(Rule):
         "RuntimeInconsistency), so code that used to carry on after a failed transaction now "
         "stops with that exception. The `with` form is rewritten to straight-line code with "
         "the same behaviour (operations, then a commit that runs only if they did not raise); "
-        "it is left unfixed when its body can leave early (return, break, continue: the with "
-        "form still commits then: a faithful rewrite needs a try/finally that commits unless "
-        "the body raised, and a raise from that finally would replace the early return), or "
-        "is on one line. A with of several context managers is first split at the transaction "
-        "(`with a, b:` is `with a: with b:` by the language's definition), then rewritten."
+        "a body that can leave early (return, break, continue: the with form still commits "
+        "then) goes into `try:` with the commit and its check in the `finally`, skipped only "
+        "when the body raised (`except BaseException:` sets a flag and re-raises), which is "
+        "what the with form's __exit__ does; a failed commit's error then replaces the early "
+        "return. It is left unfixed when the with is on one line. A with of several context "
+        "managers is first split at the transaction (`with a, b:` is `with a: with b:` by the "
+        "language's definition), then rewritten."
     )
     limits = (
         "Transactions are recognised only on a client the model can prove (built from "
@@ -269,7 +271,6 @@ class TransactionResultUnchecked(Rule):
                 scope.kind != "class"
                 and isinstance(item.optional_vars, ast.Name)
                 and stmt.body[0].lineno > stmt.lineno
-                and not _escapes_block(stmt.body)
             )
             build = None
             if fixable and len(stmt.items) == 1:
@@ -397,10 +398,12 @@ class TransactionResultUnchecked(Rule):
     def _fix_with(self, source, stmt: ast.With, scope: Scope) -> List[Edit]:
         if len(stmt.items) != 1 or not isinstance(stmt.items[0].optional_vars, ast.Name):
             raise FixError("with statement has several context managers or a complex target")
-        if _escapes_block(stmt.body):
-            raise FixError("the with block can leave early, and would still commit")
         transaction = stmt.items[0].optional_vars.id
         results, result = self._result_names(scope, transaction)
+        early_exit = _escapes_block(stmt.body)
+        aborted = next((n for n in ("aborted", "txn_aborted") if n not in self._taken(scope)), None)
+        if early_exit and (aborted is None or aborted in (results, result)):
+            raise FixError("no free name for the abort flag")
 
         def transform(statements):
             node = statements[0]
@@ -416,6 +419,26 @@ class TransactionResultUnchecked(Rule):
                 leading_lines=node.leading_lines,
                 trailing_whitespace=node.body.header,
             )
+            if early_exit:
+                # The block can return, break or continue, and the with form commits then
+                # too: the commit and its check go in a finally that skips them only
+                # when the block raised, as the with form's __exit__ does.
+                flag = parse_statement(source, f"{aborted} = False")
+                template = parse_statement(
+                    source,
+                    "try:\n    pass\n"
+                    f"except BaseException:\n    {aborted} = True\n    raise\n"
+                    f"finally:\n    if not {aborted}:\n        {results} = {transaction}.commit()\n",
+                )
+                guard = template.finalbody.body.body[0]
+                guard = guard.with_changes(body=guard.body.with_changes(
+                    body=[*guard.body.body, self._check_loop(source, results, result)]))
+                try_node = template.with_changes(
+                    body=template.body.with_changes(body=list(node.body.body)),
+                    finalbody=template.finalbody.with_changes(
+                        body=template.finalbody.body.with_changes(body=[guard])),
+                )
+                return [opening, flag, with_block_indent(try_node, source.indent_unit)]
             commit = parse_statement(source, f"{results} = {transaction}.commit()")
             commit = commit.with_changes(leading_lines=list(node.body.footer))
             return [opening, *node.body.body, commit, self._check_loop(source, results, result)]
