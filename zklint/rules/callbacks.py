@@ -838,7 +838,12 @@ class OneShotWatch(_CallbackRule):
         "attribute, and `f` a plain function or method taking only the event, registered nowhere "
         "else, that starts by re-reading the same path on the same client (`data, stat = "
         "c.get(path)` / `children = c.get_children(path)`), never uses the event, and returns no "
-        "value; the re-read becomes the recipe's arguments. Other shapes are reported without a fix."
+        "value; the re-read becomes the recipe's arguments (also at module level). Other shapes "
+        "are reported without a fix, for these reasons: a callback that uses its event (its type "
+        "or path) has no faithful recipe form, since the recipes pass data or children, call the "
+        "function at registration and after a reconnect with no event, and merge changes; a "
+        "registration whose result the code uses (`data, stat = zk.get(p, watch=f)`) would "
+        "need the recipe's first call to feed that code; a lambda cannot start with a re-read."
     )
 
     def check(self) -> Iterator[Finding]:
