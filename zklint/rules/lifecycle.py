@@ -516,6 +516,7 @@ def _unguard_fix(flow: Flow, guarded: List[Use], name: str):
 # attribute of the same name): what each one leaves.
 _LEFT_BY_RECIPE = {
     "DataWatch": "a watch", "ChildrenWatch": "a watch", "PatientChildrenWatch": "a watch",
+    "TreeCache": "a tree cache (watches)",
 }
 _LOCK_RECIPES = frozenset({"Lock", "ReadLock", "WriteLock", "Semaphore"})
 _PARTY_RECIPES = frozenset({"Party", "ShallowParty"})
