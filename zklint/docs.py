@@ -104,7 +104,9 @@ def rule_markdown(rule: Type[Rule]) -> str:
     lines += ["## Use instead", "", "```python", rule.use_instead.strip("\n"), "```", ""]
     lines += ["## Fix safety", ""]
     if rule.fix_safety is None:
-        lines.append("No automatic fix: the right change depends on what the program means.")
+        reason = rule.fix_safety_reason.strip()  # for a diagnostic: why no rewrite is faithful
+        lines.append(f"No automatic fix. {reason}" if reason else (
+            "No automatic fix: the right change depends on what the program means."))
     else:
         reason = rule.fix_safety_reason.strip()
         lines.append(f"The fix is {_SAFETY_TEXT[rule.fix_safety]}." + (f" {reason}" if reason else ""))

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from kazoo.client import KazooClient
 
 from .support import Program, ProgramRunner, assert_stays, wait_until, zklint_fix
@@ -50,6 +52,13 @@ BAD_PROGRAM = '''
     if __name__ == "__main__":
         main()
 '''
+
+# The same worker computing the path in the create call: the fix binds it to a
+# local first, then checks the owner.
+COMPUTED_PATH_PROGRAM = BAD_PROGRAM.replace(
+    'zk.create(path, b"worker"', 'zk.create(os.environ["ZK_PATH"].rstrip("/"), b"worker"'
+)
+assert COMPUTED_PATH_PROGRAM != BAD_PROGRAM
 
 START_TIMEOUT_S = 15.0
 # The test server clamps sessions to at most 2 s; the old session is gone
@@ -107,8 +116,11 @@ def test_unchecked_owner_loses_the_node(zk_server, zk_observer: KazooClient, zk_
     assert worker.finish() == 0, worker.describe()
 
 
-def test_checked_owner_keeps_the_node(zk_server, zk_observer: KazooClient, zk_path: str, programs: ProgramRunner):
-    bad = programs.write(BAD_PROGRAM, "zk101_bad.py")
+@pytest.mark.parametrize("program", [BAD_PROGRAM, COMPUTED_PATH_PROGRAM], ids=["name", "computed"])
+def test_checked_owner_keeps_the_node(
+    program, zk_server, zk_observer: KazooClient, zk_path: str, programs: ProgramRunner
+):
+    bad = programs.write(program, "zk101_bad.py")
     fixed = bad.with_name("zk101_fixed.py")
     shutil.copy(bad, fixed)
     result = zklint_fix(fixed, unsafe=True, select="ZK101")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from kazoo.client import KazooClient
 
 from .support import Program, ProgramRunner, assert_stays, wait_until, zklint_fix
@@ -46,6 +48,19 @@ BAD_PROGRAM = '''
     if __name__ == "__main__":
         main()
 '''
+
+# The path computed in the call: the fix binds it to a name first.
+COMPUTED_PATH_PROGRAM = BAD_PROGRAM.replace(
+    'zk.create(path, b"worker"', 'zk.create(os.environ["ZK_PATH"].rstrip("/"), b"worker"'
+)
+assert COMPUTED_PATH_PROGRAM != BAD_PROGRAM
+
+# A group member: an ephemeral sequential node whose generated name is not kept.
+MEMBER_PROGRAM = BAD_PROGRAM.replace(
+    'zk.create(path, b"worker", ephemeral=True, makepath=True)',
+    'zk.create(path + "/member-", b"worker", ephemeral=True, sequence=True, makepath=True)',
+)
+assert MEMBER_PROGRAM != BAD_PROGRAM
 
 START_TIMEOUT_S = 15.0
 # The test server's sessions last at most 2 s: the frozen worker's session
@@ -96,8 +111,9 @@ def test_node_stays_lost_after_expiry(zk_server, zk_observer: KazooClient, zk_pa
     assert worker.finish() == 0, worker.describe()
 
 
-def test_listener_recreates_node(zk_server, zk_observer: KazooClient, zk_path: str, programs: ProgramRunner):
-    bad = programs.write(BAD_PROGRAM, "zk102_bad.py")
+@pytest.mark.parametrize("program", [BAD_PROGRAM, COMPUTED_PATH_PROGRAM], ids=["name", "computed"])
+def test_listener_recreates_node(program, zk_server, zk_observer: KazooClient, zk_path: str, programs: ProgramRunner):
+    bad = programs.write(program, "zk102_bad.py")
     fixed = bad.with_name("zk102_fixed.py")
     shutil.copy(bad, fixed)
     result = zklint_fix(fixed, unsafe=True, select="ZK102")
@@ -115,3 +131,31 @@ def test_listener_recreates_node(zk_server, zk_observer: KazooClient, zk_path: s
     assert owner != session, "re-created by the new session"
     assert worker.finish() == 0, worker.describe()
     wait_until(lambda: zk_observer.exists(zk_path) is None, EXPIRY_TIMEOUT_S, message="node gone after stop()")
+
+
+def _members(observer: KazooClient, path: str):
+    return observer.get_children(path) if observer.exists(path) else []
+
+
+def test_listener_recreates_group_member(zk_server, zk_observer: KazooClient, zk_path: str, programs: ProgramRunner):
+    bad = programs.write(MEMBER_PROGRAM, "zk102_member_bad.py")
+    fixed = bad.with_name("zk102_member_fixed.py")
+    shutil.copy(bad, fixed)
+    result = zklint_fix(fixed, unsafe=True, select="ZK102")
+    assert result.returncode == 0, f"zklint exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "add_listener(recreate_node)" in fixed.read_text()
+
+    worker = programs.start(fixed, zk_server.hosts, env={"ZK_PATH": zk_path})
+    _session(worker)
+    [first] = _members(zk_observer, zk_path)
+
+    worker.sigstop()
+    try:
+        wait_until(lambda: not _members(zk_observer, zk_path), EXPIRY_TIMEOUT_S, message="the member to go")
+    finally:
+        thawed = worker.mark()
+        worker.sigcont()
+    worker.wait_for_line("STATE CONNECTED", RECONNECT_TIMEOUT_S, after=thawed)
+    members = wait_until(lambda: _members(zk_observer, zk_path), RECONNECT_TIMEOUT_S, message="a member again")
+    assert len(members) == 1 and members != [first], members  # one member, under a new number
+    assert worker.finish() == 0, worker.describe()

@@ -4,7 +4,10 @@ A process that exits without `stop()` never sends ZooKeeper the Close request: i
 session, and the ephemeral node registered on it, live on until the server expires
 the session (the session timeout), so a peer keeps seeing a dead process. After
 `zklint check --fix` the same program stops its client on the way out (try/finally
-in a function, `atexit` for a module-level client) and the node is gone at once.
+in a function, `atexit` for a module-level client and for a client its function
+means to outlive it) and the node is gone at once. The atexit fix must also keep
+the registration alive after the registering function returns (a try/finally there
+would deregister the service at once): the node is checked after that return.
 
 The test server clamps sessions to at most 2 s, and the programs ask for 2 s.
 """
@@ -64,8 +67,89 @@ FUNCTION_FIXED = '''
         serve(os.environ["ZK_HOSTS"], os.environ["ZK_NODE"])
 '''
 
+# A service whose register() leaves an ephemeral node behind and returns: the client
+# is meant to outlive it (fix: atexit registration, never a try/finally that would
+# stop the client, and delete the node, as register() returns). REGISTERED is
+# printed after register() has returned.
+OUTLIVES_PROGRAM = '''
+    import os
+    import sys
+
+    from kazoo.client import KazooClient
+
+
+    class Service:
+        def register(self, hosts, node):
+            zk = KazooClient(hosts=hosts, timeout=2.0)
+            zk.start()
+            zk.create(node, b"", ephemeral=True, makepath=True)
+
+
+    if __name__ == "__main__":
+        Service().register(os.environ["ZK_HOSTS"], os.environ["ZK_NODE"])
+        print("REGISTERED", flush=True)
+        sys.stdin.read()
+'''
+
+OUTLIVES_FIXED = '''
+    import atexit
+    import os
+    import sys
+
+    from kazoo.client import KazooClient
+
+
+    class Service:
+        def register(self, hosts, node):
+            zk = KazooClient(hosts=hosts, timeout=2.0)
+            zk.start()
+            atexit.register(zk.close)  # atexit runs these in reverse: stop(), then close()
+            atexit.register(zk.stop)
+            zk.create(node, b"", ephemeral=True, makepath=True)
+
+
+    if __name__ == "__main__":
+        Service().register(os.environ["ZK_HOSTS"], os.environ["ZK_NODE"])
+        print("REGISTERED", flush=True)
+        sys.stdin.read()
+'''
+
+# A class that owns its client and no method stops it (fix: atexit registration
+# after its start()).
+CLASS_PROGRAM = '''
+    import os
+    import sys
+
+    from kazoo.client import KazooClient
+
+
+    class Registration:
+        def __init__(self, hosts, node):
+            self.zk = KazooClient(hosts=hosts, timeout=2.0)
+            self.node = node
+
+        def open(self):
+            self.zk.start()
+            self.zk.create(self.node, b"", ephemeral=True, makepath=True)
+
+
+    if __name__ == "__main__":
+        Registration(os.environ["ZK_HOSTS"], os.environ["ZK_NODE"]).open()
+        print("REGISTERED", flush=True)
+        sys.stdin.read()
+'''
+
+CLASS_FIXED = CLASS_PROGRAM.replace(
+    "    import os\n", "    import atexit\n    import os\n", 1
+).replace(
+    "            self.zk.start()\n",
+    "            self.zk.start()\n"
+    "            atexit.register(self.zk.close)  # atexit runs these in reverse: stop(), then close()\n"
+    "            atexit.register(self.zk.stop)\n",
+)
+
 # A script whose module-level client registers, then exits normally when stdin is
-# closed (fix: atexit.register(zk.stop)).
+# closed (fix: atexit registration of stop and close).
 MODULE_PROGRAM = '''
     import os
     import sys
@@ -88,6 +172,7 @@ MODULE_FIXED = '''
 
     zk = KazooClient(hosts=os.environ["ZK_HOSTS"], timeout=2.0)
     zk.start()
+    atexit.register(zk.close)  # atexit runs these in reverse: stop(), then close()
     atexit.register(zk.stop)
     zk.create(os.environ["ZK_NODE"], b"", ephemeral=True, makepath=True)
     print("REGISTERED", flush=True)
@@ -98,6 +183,8 @@ SCENARIOS = {
     # name: (program, expected fix, exit code of the program)
     "function": (FUNCTION_PROGRAM, FUNCTION_FIXED, 1),
     "module": (MODULE_PROGRAM, MODULE_FIXED, 0),
+    "outlives": (OUTLIVES_PROGRAM, OUTLIVES_FIXED, 0),
+    "class": (CLASS_PROGRAM, CLASS_FIXED, 0),
 }
 
 SESSION_TIMEOUT_S = 2.0

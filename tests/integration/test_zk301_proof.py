@@ -4,7 +4,9 @@ kazoo delivers every watch on one callback thread. A watch callback that sleeps
 holds that thread, so a second watch, fired right after the first, is delivered
 only once the sleep is over. After `zklint check --fix --unsafe-fixes` (the sleep
 and the rest of the callback run in `zk.handler.spawn`) the second watch is
-delivered at once, while the first callback's work is still sleeping.
+delivered at once, while the first callback's work is still sleeping. The same
+holds for a lambda watch whose blocking call sits inside a larger expression (the
+fix wraps the expression in `zk.handler.spawn(lambda: ...)`).
 """
 
 from __future__ import annotations
@@ -126,4 +128,58 @@ def test_sleeping_watch_fixed_does_not_delay(zk_server, zk_observer, zk_path, pr
     )
     # The moved work still runs, and re-arms its watch.
     program.wait_for_line("SLOW DONE", EVENT_TIMEOUT_S)
+    assert program.finish() == 0, program.describe()
+
+
+# The slow watch as a lambda whose blocking call sits inside a larger expression;
+# the unsafe fix runs the whole expression in zk.handler.spawn(lambda: ...).
+LAMBDA_SLOW = (
+    'zk.get(BASE + "/a", watch=lambda event: print('
+    '"SLOW DONE", subprocess.run(["sleep", str(SETTLE_S)]).returncode, flush=True))'
+)
+SLOW_CALLBACK = (
+    "    def on_slow(event):\n"
+    "        print(\"SLOW START\", flush=True)\n"
+    "        time.sleep(SETTLE_S)\n"
+    "        print(\"SLOW DONE\", flush=True)\n"
+    "        zk.get(BASE + \"/a\", watch=on_slow)\n\n\n"
+)
+LAMBDA_PROGRAM = (
+    BAD_PROGRAM.replace("    import time\n", "    import subprocess\n")
+    .replace(SLOW_CALLBACK, "")
+    .replace('zk.get(BASE + "/a", watch=on_slow)\n', LAMBDA_SLOW + "\n")
+)
+LAMBDA_FIXED = LAMBDA_PROGRAM.replace(
+    'lambda event: print("SLOW DONE", subprocess.run(["sleep", str(SETTLE_S)]).returncode, flush=True)',
+    'lambda event: zk.handler.spawn(lambda: print('
+    '"SLOW DONE", subprocess.run(["sleep", str(SETTLE_S)]).returncode, flush=True))',
+)
+
+
+def test_blocking_lambda_watch_delays_the_next_watch(zk_server, zk_observer, zk_path, programs: ProgramRunner):
+    assert LAMBDA_SLOW in LAMBDA_PROGRAM and "on_slow" not in LAMBDA_PROGRAM
+    bad = programs.write(LAMBDA_PROGRAM, "zk301_lambda_bad.py")
+    program = _start(programs, bad, zk_server, zk_path)
+    _fire_both(zk_observer, zk_path)
+    fast = program.wait_for_line("FAST", EVENT_TIMEOUT_S)
+    slow_done = program.find_line("SLOW DONE")
+    assert slow_done is not None and slow_done < fast, program.describe()
+    assert program.finish() == 0, program.describe()
+
+
+def test_blocking_lambda_watch_fixed_does_not_delay(zk_server, zk_observer, zk_path, programs: ProgramRunner):
+    bad = programs.write(LAMBDA_PROGRAM, "zk301_lambda_bad.py")
+    fixed = bad.with_name("zk301_lambda_fixed.py")
+    shutil.copy(bad, fixed)
+    # select: the lambda is also a one-shot watch (ZK304); only ZK301's fix is under proof.
+    result = zklint_fix(fixed, unsafe=True, select="ZK301")
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert fixed.read_text() == programs.write(LAMBDA_FIXED, "expected.py").read_text()
+
+    program = _start(programs, fixed, zk_server, zk_path)
+    _fire_both(zk_observer, zk_path)
+    fast = program.wait_for_line("FAST", EVENT_TIMEOUT_S)
+    slow_done = program.find_line("SLOW DONE")
+    assert slow_done is None or slow_done > fast, program.describe()
+    program.wait_for_line("SLOW DONE 0", EVENT_TIMEOUT_S)
     assert program.finish() == 0, program.describe()

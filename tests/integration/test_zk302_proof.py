@@ -97,3 +97,63 @@ def test_sync_call_in_listener_fixed_completes(zk_server, zk_observer, zk_path, 
     )
     assert program.finish(timeout=STOP_TIMEOUT_S) == 0, program.describe()
     assert "STOPPED" in program.output(), program.describe()
+
+
+# A completion callback written as a lambda whose synchronous create sits inside a
+# larger expression: the create's own result is delivered by the completion thread
+# the lambda is blocking, so it never returns. The fix runs the whole expression in
+# client.handler.spawn(lambda: ...).
+RAWLINK_PROGRAM = '''
+    import os
+    import sys
+
+    from kazoo.client import KazooClient
+
+    zk = KazooClient(hosts=os.environ["ZK_HOSTS"])
+    NODE = os.environ["ZK_PATH"]
+
+
+    def main():
+        zk.start()
+        try:
+            found = zk.exists_async("/")
+            found.rawlink(lambda result: print("MARKED", zk.create(NODE, b"x", makepath=True), flush=True))
+            print("STARTED", flush=True)
+            sys.stdin.read()
+        finally:
+            zk.stop()
+            zk.close()
+
+
+    if __name__ == "__main__":
+        main()
+'''
+
+
+def test_sync_create_in_rawlink_lambda_never_returns(zk_server, zk_path, programs: ProgramRunner):
+    bad = programs.write(RAWLINK_PROGRAM, "zk302_rawlink_bad.py")
+    program = programs.start(bad, zk_server.hosts, env={"ZK_PATH": zk_path})
+    program.wait_for_line("STARTED", START_TIMEOUT_S)
+    assert_stays(
+        lambda: "MARKED" not in program.output(),
+        NO_NODE_WINDOW_S,
+        message=lambda: "the lambda's create() must never return\n" + program.describe(),
+    )
+    program.sigkill()
+
+
+def test_sync_create_in_rawlink_lambda_fixed_returns(zk_server, zk_observer, zk_path, programs: ProgramRunner):
+    bad = programs.write(RAWLINK_PROGRAM, "zk302_rawlink_bad.py")
+    fixed = bad.with_name("zk302_rawlink_fixed.py")
+    shutil.copy(bad, fixed)
+    original = fixed.read_text()
+    result = zklint_fix(fixed, unsafe=True)
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert fixed.read_text() == original.replace(
+        'lambda result: print("MARKED", zk.create(NODE, b"x", makepath=True), flush=True)',
+        'lambda result: zk.handler.spawn(lambda: print("MARKED", zk.create(NODE, b"x", makepath=True), flush=True))',
+    )
+    program = programs.start(fixed, zk_server.hosts, env={"ZK_PATH": zk_path})
+    program.wait_for_line("MARKED " + zk_path, NODE_TIMEOUT_S)
+    assert zk_observer.exists(zk_path) is not None
+    assert program.finish(timeout=STOP_TIMEOUT_S) == 0, program.describe()

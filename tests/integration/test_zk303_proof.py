@@ -2,14 +2,17 @@
 
 `stop()` called from a watch callback runs on kazoo's callback thread, which
 `stop()` must join: it raises `RuntimeError('cannot join current thread')` and the
-client stays connected. ZK303 has no automatic fix; the pattern its docs
-recommend (the callback signals, the main thread stops the client) shuts the
-client down.
+client stays connected. The pattern its docs recommend (the callback signals,
+the main thread stops the client) shuts the client down, and so does the
+unsafe fix (`zklint check --fix --unsafe-fixes`), which runs the stop, and what
+follows it in the callback, in a thread of its own (`client.handler.spawn`).
 """
 
 from __future__ import annotations
 
-from .support import ProgramRunner
+import shutil
+
+from .support import ProgramRunner, zklint_fix
 
 # Shut down when /shutdown is created. The callback reports what stop() did.
 BAD_PROGRAM = '''
@@ -100,4 +103,43 @@ def test_signalling_main_thread_stops(zk_server, zk_observer, zk_path, programs:
 
     zk_observer.create(zk_path, makepath=True)
     program.wait_for_line("CONNECTED False", EVENT_TIMEOUT_S)
+    assert program.finish() == 0, program.describe()
+
+
+# What the unsafe fix must produce: the try around stop() and the report after it
+# move into a nested function run by client.handler.spawn.
+FIXED_PROGRAM = BAD_PROGRAM.replace(
+    '''        print("SHUTDOWN REQUESTED", flush=True)
+        try:
+            zk.stop()
+        except RuntimeError as exc:
+            print(f"STOP FAILED: {exc}", flush=True)
+        print(f"CONNECTED {zk.connected}", flush=True)
+''',
+    '''        print("SHUTDOWN REQUESTED", flush=True)
+
+        def work():
+            try:
+                zk.stop()
+            except RuntimeError as exc:
+                print(f"STOP FAILED: {exc}", flush=True)
+            print(f"CONNECTED {zk.connected}", flush=True)
+        zk.handler.spawn(work)
+''',
+)
+
+
+def test_fixed_callback_stops_the_client(zk_server, zk_observer, zk_path, programs: ProgramRunner):
+    bad = programs.write(BAD_PROGRAM, "zk303_bad.py")
+    fixed = bad.with_name("zk303_fixed.py")
+    shutil.copy(bad, fixed)
+    result = zklint_fix(fixed, unsafe=True, select="ZK303")
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert fixed.read_text() == programs.write(FIXED_PROGRAM, "expected.py").read_text()
+
+    program = programs.start(fixed, zk_server.hosts, env={"ZK_PATH": zk_path})
+    program.wait_for_line("ARMED", START_TIMEOUT_S)
+    zk_observer.create(zk_path, makepath=True)
+    program.wait_for_line("CONNECTED False", EVENT_TIMEOUT_S)
+    assert "STOP FAILED" not in program.output(), program.describe()
     assert program.finish() == 0, program.describe()

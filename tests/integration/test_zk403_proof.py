@@ -5,7 +5,9 @@ whose type is exactly KazooRetry. An instance of a subclass is dropped without a
 word: the client runs its default policy, and none of the subclass's code (its
 `__call__`, its `copy`) ever runs. The command-retry half needs no server
 (`client.retry` runs the policy in the caller's thread); the connection half
-starts a client on the real server.
+starts a client on the real server. The unsafe fix for a settings-only subclass
+(`.copy()`, an exact KazooRetry with the same settings) is run against the real
+server: both configured policies are then the ones kazoo uses.
 """
 
 from __future__ import annotations
@@ -108,3 +110,54 @@ def test_connection_retry_subclass_never_runs(zk_server, zk_clients):
     # What kazoo kept instead (private attributes, kazoo 2.11): its own default.
     assert client._conn_retry is not policy and type(client._conn_retry) is KazooRetry
     assert client._conn_retry.max_tries is None and client._conn_retry.delay == 0.1
+
+
+# A settings-only subclass (only __init__): the unsafe fix hands kazoo an exact
+# KazooRetry with the same settings (`.copy()`), so the configured policy runs.
+SETTINGS_PROGRAM = textwrap.dedent(
+    """\
+    from kazoo.client import KazooClient
+    from kazoo.retry import KazooRetry
+
+
+    class OneTry(KazooRetry):
+        def __init__(self):
+            super().__init__(max_tries=1)
+
+
+    class Patient(KazooRetry):
+        def __init__(self):
+            super().__init__(max_tries=-1, delay=0.2)
+
+
+    def build(hosts):
+        return KazooClient(hosts=hosts, command_retry=OneTry(), connection_retry=Patient())
+    """
+)
+
+
+def test_fixed_settings_subclass_is_honoured(zk_server):
+    from zklint.fixer import fix_source
+
+    rules = [all_rules()["ZK403"]]
+    outcome = fix_source(SourceFile(SETTINGS_PROGRAM, "proof.py"), lambda s: lint_source(s, rules, {}), lambda f: True)
+    assert outcome.errors == [] and outcome.remaining == []
+    assert outcome.text == SETTINGS_PROGRAM.replace("OneTry()", "OneTry().copy()").replace(
+        "Patient()", "Patient().copy()"
+    )
+    namespace: dict = {}
+    exec(compile(outcome.text, "proof_fixed.py", "exec"), namespace)
+    client = namespace["build"](zk_server.hosts)
+    try:
+        client.start(timeout=15)
+        assert client.exists("/") is not None
+        # The configured one-try command policy now runs: a single ConnectionLoss fails.
+        flaky = _flaky(failures=1)
+        with pytest.raises(RetryFailedError):
+            client.retry(flaky)
+        assert len(flaky.calls) == 1
+        # ... and the connection policy kazoo kept is the configured one.
+        assert type(client._conn_retry) is KazooRetry and client._conn_retry.delay == 0.2
+    finally:
+        client.stop()
+        client.close()

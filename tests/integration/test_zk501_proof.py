@@ -40,6 +40,20 @@ BAD_PROGRAM = '''
             txn.delete(f"{base}/{name}-ready")
 
 
+    def publish_logged(zk: KazooClient, base, name):
+        with zk.transaction() as txn, open(os.devnull, "w") as log:
+            txn.create(f"{base}/{name}", b"payload")
+            txn.delete(f"{base}/{name}-ready")
+            log.write(name)
+
+
+    def publish_early(zk: KazooClient, base, name):
+        with zk.transaction() as txn:
+            txn.create(f"{base}/{name}", b"payload")
+            txn.delete(f"{base}/{name}-ready")
+            return name
+
+
     def main():
         form, base = sys.argv[1], sys.argv[2]
         zk = KazooClient(hosts=os.environ["ZK_HOSTS"])
@@ -47,8 +61,12 @@ BAD_PROGRAM = '''
         try:
             if form == "commit":
                 publish(zk, base, "job")
-            else:
+            elif form == "with":
                 publish_with(zk, base, "job")
+            elif form == "early":
+                publish_early(zk, base, "job")
+            else:
+                publish_logged(zk, base, "job")
             print("PUBLISHED", flush=True)
         finally:
             zk.stop()
@@ -79,15 +97,45 @@ FIXED_PROGRAM = (
     .replace(
         '        with zk.transaction() as txn:\n'
         '            txn.create(f"{base}/{name}", b"payload")\n'
+        '            txn.delete(f"{base}/{name}-ready")\n'
+        '            return name\n',
+        '        txn = zk.transaction()\n'
+        '        aborted = False\n'
+        '        try:\n'
+        '            txn.create(f"{base}/{name}", b"payload")\n'
+        '            txn.delete(f"{base}/{name}-ready")\n'
+        '            return name\n'
+        '        except BaseException:\n'
+        '            aborted = True\n'
+        '            raise\n'
+        '        finally:\n'
+        '            if not aborted:\n'
+        '                results = txn.commit()\n' + CHECK.format(i="                "),
+    )
+    .replace(
+        '        with zk.transaction() as txn:\n'
+        '            txn.create(f"{base}/{name}", b"payload")\n'
         '            txn.delete(f"{base}/{name}-ready")\n',
         '        txn = zk.transaction()\n'
         '        txn.create(f"{base}/{name}", b"payload")\n'
         '        txn.delete(f"{base}/{name}-ready")\n'
         '        results = txn.commit()\n' + CHECK.format(i="        "),
     )
+    .replace(
+        '        with zk.transaction() as txn, open(os.devnull, "w") as log:\n'
+        '            txn.create(f"{base}/{name}", b"payload")\n'
+        '            txn.delete(f"{base}/{name}-ready")\n'
+        '            log.write(name)\n',
+        '        txn = zk.transaction()\n'
+        '        with open(os.devnull, "w") as log:\n'
+        '            txn.create(f"{base}/{name}", b"payload")\n'
+        '            txn.delete(f"{base}/{name}-ready")\n'
+        '            log.write(name)\n'
+        '        results = txn.commit()\n' + CHECK.format(i="        "),
+    )
 )
 
-FORMS = ["commit", "with"]
+FORMS = ["commit", "with", "several", "early"]
 
 
 @pytest.fixture

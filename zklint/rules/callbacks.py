@@ -237,7 +237,19 @@ class _CallbackRule(Rule):
         )
         if isinstance(func, ast.Lambda):
             if func.body is not call:
-                raise FixError("blocking call inside a larger lambda")
+                # The whole body moves into a thread: `lambda e: f(g(x))` becomes
+                # `lambda e: c.handler.spawn(lambda: f(g(x)))`. Its value is lost, so only
+                # where kazoo ignores a callback's return value (a raw watch, a rawlink
+                # completion); a listener (True removes it) and a DataWatch/ChildrenWatch
+                # (False stops it) read it.
+                if cb.kind not in (CallbackKind.WATCH, CallbackKind.COMPLETION):
+                    raise FixError("blocking call inside a larger lambda whose value kazoo reads")
+                if any(isinstance(n, (ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom)) for n in walk(func.body)):
+                    raise FixError("the lambda's body binds or suspends")
+                client = self.client_text(cb)
+                if client is None:
+                    raise FixError("nothing to spawn with")
+                return ("wrap", func.body, client)
             if async_ok:
                 return ("async", call)
             client = self.client_text(cb)
@@ -276,6 +288,9 @@ class _CallbackRule(Rule):
             return [self._async_edit(source, plan[1])]
         if plan[0] == "call":
             return [self._spawn_call_edit(source, plan[1], plan[2])]
+        if plan[0] == "wrap":
+            start, end = source.node_span(plan[1])
+            return [Edit(start, end, f"{plan[2]}.handler.spawn(lambda: {source.text[start:end]})")]
         _, region, client, name, starts_block = plan
 
         def transform(stmts: List[cst.BaseStatement]) -> List[cst.BaseStatement]:
@@ -470,7 +485,10 @@ class BlockingCallInCallback(_CallbackRule):
         "`client.handler.spawn(...)` (a single call becomes `client.handler.spawn(func, args...)`; "
         "several statements move into a nested `def work():`). The callback returns at once, so "
         "the moved work now runs concurrently with later callbacks and with the statements after "
-        "the enclosing block, and its exceptions are reported by the thread, not by kazoo."
+        "the enclosing block, and its exceptions are reported by the thread, not by kazoo. A "
+        "lambda raw watch or rawlink callback whose blocking call sits inside a larger "
+        "expression becomes `lambda e: client.handler.spawn(lambda: <body>)` (kazoo ignores "
+        "those callbacks' return value)."
     )
     limits = (
         "Known blocking calls only: time.sleep, subprocess.run/call/check_call/check_output/"
@@ -483,7 +501,10 @@ class BlockingCallInCallback(_CallbackRule):
         "constructions). Synchronous ZooKeeper calls in watch callbacks are not reported (they work "
         "there; see ZK302 for where they hang). `with lock:` is not reported. The scan follows one "
         "call level into functions and methods of the same module. The fix is refused for lambdas "
-        "other than a single call, async callbacks, callbacks whose client cannot be named inside "
+        "whose blocking call sits inside a larger expression when the callback is a state "
+        "listener or a DataWatch/ChildrenWatch function (kazoo reads their return value: True "
+        "removes a listener, False stops a recipe, and a spawned body has none), for a lambda "
+        "that only sleeps (nothing to hand off), async callbacks, callbacks whose client cannot be named inside "
         "them, moved code that returns/yields/breaks out or binds names used elsewhere in the "
         "callback, and a sleep that ends its block (nothing to hand off)."
     )
@@ -562,7 +583,9 @@ class DeadlockInCallback(_CallbackRule):
         "A call statement that ends its block and whose result is unused becomes its `_async` form "
         "(the callback no longer waits, and errors are no longer raised in the callback); otherwise "
         "the call and the rest of its block move into a thread started with "
-        "`client.handler.spawn(...)`. Either way the work now completes after the callback returns."
+        "`client.handler.spawn(...)`. Either way the work now completes after the callback returns. "
+        "A lambda raw watch or rawlink callback whose call sits inside a larger expression runs "
+        "that whole expression in `client.handler.spawn(lambda: ...)`."
     )
     limits = (
         "Only calls on the same client the callback is registered on (by the model's client "
@@ -743,11 +766,22 @@ class LifecycleCallInCallback(_CallbackRule):
         "zk.stop()\n"
         "zk.close()\n"
     )
-    fix_safety = None
+    fix_safety = Safety.UNSAFE
+    fix_safety_reason = (
+        "The fix moves the lifecycle call off kazoo's threads, with ZK301's machinery: a call "
+        "that ends its block becomes `client.handler.spawn(client.stop)` (a new thread, not one of "
+        "kazoo's, so stop() can join them), and a call followed by more statements moves with them "
+        "into a nested `def work():` that is spawned (`zk.stop(); zk.close()` stay in order). The "
+        "callback now returns before the client is stopped, and whatever followed the call in its "
+        "block runs on that thread after it; that is the change in threading that makes it unsafe. "
+        "Refused where ZK301's fix is (see there)."
+    )
     limits = (
         "Only calls on the client the callback is registered on (by the model's client identity). "
         "Follows one call level into functions and methods of the same module. TreeCache "
-        "listeners (their own thread) are not checked."
+        "listeners (their own thread) are not checked. The fix is refused for lambdas other than "
+        "a single call, async callbacks, callbacks whose client cannot be named inside them, and "
+        "moved code that returns/yields/breaks out or binds names used elsewhere in the callback."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -765,7 +799,10 @@ class LifecycleCallInCallback(_CallbackRule):
                 return None
 
             for hit in self.callback_hits(cb, classify):
-                yield self.finding(hit.call, self._message(cb, hit))
+                yield self.finding(
+                    hit.call, self._message(cb, hit), "Run it in client.handler.spawn(), off kazoo's threads",
+                    self.spawn_build(cb, hit, prefer_async=False),
+                )
 
     @staticmethod
     def _message(cb: Callback, hit: Hit) -> str:
@@ -852,7 +889,12 @@ class OneShotWatch(_CallbackRule):
         "attribute, and `f` a plain function or method taking only the event, registered nowhere "
         "else, that starts by re-reading the same path on the same client (`data, stat = "
         "c.get(path)` / `children = c.get_children(path)`), never uses the event, and returns no "
-        "value; the re-read becomes the recipe's arguments. Other shapes are reported without a fix."
+        "value; the re-read becomes the recipe's arguments (also at module level). Other shapes "
+        "are reported without a fix, for these reasons: a callback that uses its event (its type "
+        "or path) has no faithful recipe form, since the recipes pass data or children, call the "
+        "function at registration and after a reconnect with no event, and merge changes; a "
+        "registration whose result the code uses (`data, stat = zk.get(p, watch=f)`) would "
+        "need the recipe's first call to feed that code; a lambda cannot start with a re-read."
     )
 
     def check(self) -> Iterator[Finding]:

@@ -544,7 +544,10 @@ class EphemeralOwnerNotChecked(Rule):
         "process (a registration left by its own crashed predecessor), but when the node is "
         "meant to be exclusive (\"only one instance may run\"), deleting a live peer's node "
         "takes it over; the author must choose. The get/delete/create can also raise "
-        "(NoNodeError, BadVersionError) if the old session expires at the same moment."
+        "(NoNodeError, BadVersionError) if the old session expires at the same moment. A "
+        "computed path is bound to a local just before the create, inside the try, and "
+        "evaluated once as before; the handler reads that local rather than computing the "
+        "path again."
     )
     limits = (
         "Only creates with a literal ephemeral=True (keyword or 4th positional argument) on a "
@@ -555,8 +558,10 @@ class EphemeralOwnerNotChecked(Rule):
         "delete and create, or that call a function of the module doing so are trusted; a "
         "handler calling a function the module cannot see is still reported. An exception "
         "clause of a type the module cannot resolve before the matching one makes the rule "
-        "silent. The fix is offered only when the create's path is a name, attribute, string "
-        "or f-string of those, and the try body makes no other create."
+        "silent. The fix is offered only when the try body makes no other create and the "
+        "path is a name, attribute, string or f-string of those, or a one-line computed "
+        "expression (a call, a %-format) in a function, on the create's own line inside the "
+        "try: that one is first bound to a local (`path = ...`) on the line before."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -584,7 +589,8 @@ class EphemeralOwnerNotChecked(Rule):
             )
             build = None
             imports: Tuple[Import, ...] = ()
-            if self._fixable(facts, create, try_node):
+            hoist = self._hoist_build(facts, create, try_node)
+            if hoist is not None or self._fixable(facts, create, try_node):
                 exc_name = None
                 if not direct:
                     exc_name = self.model.local_name_for(_EXC + "NodeExistsError")
@@ -595,7 +601,9 @@ class EphemeralOwnerNotChecked(Rule):
                         else:
                             exc_name = "NodeExistsError"
                             imports = (Import("kazoo.exceptions", "NodeExistsError"),)
-                if exc_name != "":
+                if exc_name != "" and hoist is not None:
+                    build, imports = hoist, ()  # the owner check comes in the next pass
+                elif exc_name != "":
                     build = (lambda source, c=create, t=try_node, h=handler, e=exc_name:
                              self._fix(source, c, t, h, e))
             yield self.finding(handler, message, "Check the node's owner and re-create it", build, imports)
@@ -631,8 +639,24 @@ class EphemeralOwnerNotChecked(Rule):
 
     # ---- fix ------------------------------------------------------------------------------
 
-    def _fixable(self, facts: _Ephemeral, create: Create, try_node: ast.Try) -> bool:
-        if not _simple_expr(create.path) or create.has_star_args:
+    def _hoist_build(self, facts: _Ephemeral, create: Create, try_node: ast.Try):
+        """A computed path (``lease_path(name)``, ``"/w/" + socket.gethostname()``) is bound
+        to a local on the line before the create's statement, inside the try: the next fix
+        pass then finds a plain name and adds the owner check, which reads the same value
+        instead of computing the path again. None when the path is already simple or the
+        shape is one the owner-check fix refuses anyway."""
+        if create.path is None or _simple_expr(create.path) or not self._fixable(facts, create, try_node, hoisted=True):
+            return None
+        stmt = _hoistable_statement(facts, create)
+        if stmt is None or not any(_inside_block(stmt, s) for s in try_node.body):
+            return None
+        scope = create.site_scope
+        if scope is None or scope.kind != "function":
+            return None  # a module-level name would be a new global
+        return _hoist_path(create.path, stmt, _free_name(self.model, scope, "path"))
+
+    def _fixable(self, facts: _Ephemeral, create: Create, try_node: ast.Try, hoisted: bool = False) -> bool:
+        if not (hoisted or _simple_expr(create.path)) or create.has_star_args:
             return False
         # Another create in the try could be the one whose NodeExistsError the handler sees.
         own = {id(create.create), id(create.create.func)}
@@ -706,6 +730,45 @@ class EphemeralOwnerNotChecked(Rule):
             return [node.with_changes(handlers=handlers)] + list(stmts[1:])
 
         return [statements_edit(source, [try_node], transform)]
+
+
+def _hoistable_statement(facts: _Ephemeral, create: Create) -> Optional[ast.stmt]:
+    """The simple statement that holds the create, when the create's one-line path can be
+    bound to a name on the line before it (evaluated once, in the same order)."""
+    path = create.path
+    if path is None or path.lineno != path.end_lineno:
+        return None
+    if any(isinstance(n, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr, ast.Lambda)) for n in walk(path)):
+        return None
+    stmt: Optional[ast.AST] = create.node
+    while stmt is not None and not isinstance(stmt, ast.stmt):
+        stmt = facts.parents.get(id(stmt))
+    if stmt is None or not isinstance(stmt, (ast.Expr, ast.Assign, ast.AnnAssign, ast.Return)):
+        return None  # the path sits in a compound statement's header
+    if stmt.lineno != path.lineno:
+        return None  # a continuation line
+    # Names the statement evaluates before the path could be rebound by nothing in
+    # between; the only reordering is the create's callee lookup (zk.create), which
+    # is free of side effects.
+    return stmt
+
+
+def _hoist_path(path: ast.expr, stmt: ast.stmt, name: str):
+    def build(source):
+        indent = _line_indent(source, stmt)
+        if indent is None:
+            raise FixError("statement does not start its line")
+        start, end = source.node_span(path)
+        return [
+            insert_lines_edit(source, stmt.lineno, [f"{indent}{name} = {source.text[start:end]}"]),
+            Edit(start, end, name),
+        ]
+
+    return build
+
+
+def _inside_block(node: ast.AST, stmt: ast.stmt) -> bool:
+    return any(n is node for n in _walk_outside_defs(stmt))
 
 
 def _with_indent(node, unit: str):
@@ -784,7 +847,14 @@ class EphemeralLostWithSession(Rule):
         "ephemeral create on the client makes the same path, not inside loops, comprehensions or "
         "lambdas, and when no variable of the create's arguments is bound twice (the closure reads "
         "them at reconnect time). The listener is registered where the create runs: called "
-        "repeatedly, that code registers one listener per call."
+        "repeatedly, that code registers one listener per call. A computed path (a call, a "
+        "subscript: `\"/apps/web/\" + os.environ[\"HOSTNAME\"]`) is first bound to a name on the "
+        "line before the create (evaluated once, where it was), so the listener re-creates the "
+        "node the program made rather than evaluating the expression again. An ephemeral "
+        "sequential create is fixed only when the program throws the generated name away (a "
+        "statement, or a name read nowhere): a member re-created under a new number is what it "
+        "had; that re-create is not retried (a retried sequential create can leave an orphan, "
+        "ZK104)."
     )
     limits = (
         "Needs a client the module can prove (not a parameter: the caller may register the "
@@ -793,7 +863,8 @@ class EphemeralLostWithSession(Rule):
         "state with LOST or CONNECTED (re-registering on every connect also works), has an "
         "else/default branch, passes the state on, or does more than logging without "
         "branching, or a listener the module cannot resolve, silences the rule. Ephemeral "
-        "sequential creates are reported but not fixed (the program keeps the generated name). "
+        "sequential creates whose generated name the program reads are reported but not fixed "
+        "(a re-created node gets another name, and the program would hold a stale one). "
         "Creates the program repeats by design are trusted: inside a while loop, in a function "
         "that compares session ids (client_id/ephemeralOwner) outside its except handlers (a "
         "reconciling function), or whose NodeExistsError handler returns False (a try-acquire "
@@ -818,10 +889,13 @@ class EphemeralLostWithSession(Rule):
             if facts.reacting_listener(key, ("LOST", "CONNECTED")):
                 continue
             fixable = self._fixable(facts, creates)
+            hoist = self._hoist_build(facts, creates) if not fixable else None
             for index, create in enumerate(creates):
                 build = None
                 imports: Tuple[Import, ...] = ()
-                if index == 0 and fixable:
+                if index == 0 and hoist is not None:
+                    build = hoist  # the listener comes in the next pass, reading the bound path
+                elif index == 0 and fixable:
                     plan = self._plan(create)
                     if plan is not None:
                         imports = plan[1]
@@ -835,9 +909,27 @@ class EphemeralLostWithSession(Rule):
                     imports,
                 )
 
-    def _fixable(self, facts: _Ephemeral, creates: List[Create]) -> bool:
+    def _hoist_build(self, facts: _Ephemeral, creates: List[Create]):
+        """One create with a computed path (``"/apps/web/" + os.environ["HOSTNAME"]``): the
+        path is bound to a name on the line before, so the listener re-creates the node the
+        program made, without evaluating the expression again at reconnect time."""
+        if len(creates) != 1 or creates[0].path is None or _simple_expr(creates[0].path):
+            return None
+        if not self._fixable(facts, creates, hoisted=True) or self._plan(creates[0]) is None:
+            return None
+        stmt = _hoistable_statement(facts, creates[0])
+        scope = creates[0].site_scope
+        if stmt is None or scope is None:
+            return None
+        stem = _stem(creates[0].path)
+        name = _free_name(self.model, scope, f"{stem}_path" if stem else "node_path")
+        return _hoist_path(creates[0].path, stmt, name)
+
+    def _fixable(self, facts: _Ephemeral, creates: List[Create], hoisted: bool = False) -> bool:
         first = creates[0]
-        if first.sequence is not False or first.has_star_args or not _simple_expr(first.path):
+        if first.sequence is None or (first.sequence and not self._name_unused(facts, first)):
+            return False  # the program keeps the generated name: a re-create makes another
+        if first.has_star_args or not (hoisted or _simple_expr(first.path)):
             return False
         paths = {ast.dump(c.path) if c.path is not None else None for c in creates}
         if len(paths) != 1:
@@ -857,6 +949,23 @@ class EphemeralLostWithSession(Rule):
                     if owner is not None and len(owner.bindings.get(node.id, ())) > 1:
                         return False
         return True
+
+    def _name_unused(self, facts: _Ephemeral, create: Create) -> bool:
+        """Is the path a create returns thrown away (a statement, or a name read nowhere)?
+        Then a sequential node re-created under a new generated name is what the program
+        had: a member of the group, whatever its number."""
+        node: ast.AST = create.node
+        parent = facts.parents.get(id(node))
+        if isinstance(parent, ast.Expr):
+            return True
+        if not isinstance(parent, ast.Assign) or len(parent.targets) != 1:
+            return False
+        if not isinstance(parent.targets[0], ast.Name):
+            return False
+        name = parent.targets[0].id
+        return not any(
+            isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load) for n in walk(self.model.tree)
+        )
 
     def _plan(self, create: Create):
         """(names, imports) for the generated listener, or None when a name is taken."""
@@ -906,6 +1015,9 @@ class EphemeralLostWithSession(Rule):
             f"        {flag}.set()",
             f"    elif state == {state_name}.CONNECTED and {flag}.is_set():",
             f"        {flag}.clear()",
+            # A sequential create is not retried: a retry after a lost reply leaves an
+            # orphan member (ZK104); the next session loss re-creates it anyway.
+            f"        {client}.handler.spawn({client}.create, {args})" if create.sequence else
             f"        {client}.handler.spawn({client}.retry, {client}.create, {args})",
             "",
         ]
@@ -1028,6 +1140,12 @@ class ListenerIgnoresLost(Rule):
         "\n"
         "zk.add_listener(on_state)\n"
     )
+    fix_safety_reason = (
+        "No faithful rewrite exists: what a listener must do on LOST depends on what the "
+        "program holds on the session (re-create its ephemeral nodes: ZK102's fix; give up "
+        "leadership; stop a critical section; alert), and an empty `elif state == "
+        "KazooState.LOST: pass` branch would silence the rule without handling anything."
+    )
     limits = (
         "Only listeners the module can resolve (a def, a method through self, a lambda) "
         "registered with add_listener. A listener that only reacts to CONNECTED (waiting for "
@@ -1143,6 +1261,16 @@ class EphemeralSequentialRetried(Rule):
         "\n"
         "\n"
         "node = zk.retry(create_once)\n"
+    )
+    fix_safety_reason = (
+        "The remedy, kazoo's lock-recipe pattern (a uuid in the node's "
+        "name, looked for among the parent's children after a connection loss before creating "
+        "again), changes the name of every node the code creates: each reader of that parent "
+        "(peers that sort children by name, match a prefix, or parse the number; other "
+        "services; older versions of this program still running) must understand the new "
+        "names, and those readers live outside the file. A fix that drops the retry instead "
+        "would not remove the orphan (a create whose reply is lost still leaves it). The docs "
+        "show the pattern to apply by hand."
     )
     limits = (
         "Retries seen: client.retry(client.create, ...), a KazooRetry object called with "
@@ -1265,6 +1393,13 @@ class LockHeldAcrossSessionLoss(Rule):
         "        if lock_lost.is_set():\n"
         "            raise RuntimeError(\"ZooKeeper session lost while holding the lock\")\n"
         "        charge(batch)\n"
+    )
+    fix_safety_reason = (
+        "No faithful rewrite exists: a listener that notices SUSPENDED/LOST can only set a "
+        "flag; what stops the critical section (checking the flag between steps, aborting a "
+        "transaction, fencing writes with the lock node's version) is the program's own "
+        "logic, which a codemod cannot write. Adding the listener alone would silence the "
+        "rule and change nothing."
     )
     limits = (
         "Locks built on a client the module can prove (client.Lock(...), kazoo.recipe.lock.Lock("

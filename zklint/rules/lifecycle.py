@@ -17,9 +17,10 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from zklint.lazy_import import libcst as cst  # imported on first use: fixes only
 
-from zklint.fixer import FixError, parse_statement, statements_edit
+from zklint.cst_helpers import keyword_index, set_keyword
+from zklint.fixer import FixError, expression_edit, parse_expression, parse_statement, render, statements_edit
 from zklint.flow import Flow, before, own_descendants, position
-from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, argument, keyword, walk
+from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, argument, keyword, own_nodes, walk
 from zklint.facts import USES
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
@@ -193,7 +194,12 @@ class ClientNotStopped(Rule):
         "the happy path only is skipped by every exception. A module-level client needs a "
         "stop() that runs at shutdown: atexit, a signal handler, or a function the "
         "application calls on exit; a class that owns a client needs a close/stop/__exit__ "
-        "method that stops it."
+        "method that stops it. A function that registers an ephemeral node, a watch or a "
+        "listener and returns means its client to live on: that client is leaked at process "
+        "exit, not at the function's return, and needs a stop at exit (atexit), never a "
+        "finally that would end the registration at once. A stop() behind `if "
+        "zk.connected:` is skipped exactly when the client is SUSPENDED (the server briefly "
+        "unreachable), the moment a stop matters: stop() is valid in every state."
     )
     example = (
         "from kazoo.client import KazooClient\n"
@@ -220,14 +226,29 @@ class ClientNotStopped(Rule):
     )
     fix_safety = Safety.SAFE
     fix_safety_reason = (
-        "In a function the fix wraps the statements after start(), to the end of the "
-        "function, in try/finally with stop() then close(); a stop()/close() at the end of "
-        "the happy path moves into the finally (after the statements that followed it and no "
-        "longer used the client, such as the final return). The happy path does what it did "
-        "(stop() and close() are idempotent); exits by exception now stop the client too. "
-        "For a module-level client it registers `atexit.register(<client>.stop)` right after "
-        "start(). Clients owned by a class are not fixed: where the class's lifetime ends "
-        "is a design decision (a close() method, __exit__, a shutdown hook)."
+        "Safe, in three shapes. (1) A function that does not mean the client to outlive it "
+        "(it stops the client on its happy path, or leaves nothing running on it, or never "
+        "returns normally: it ends in raise, sys.exit() or a `while True:` it never leaves): "
+        "the statements after start(), to the end of the function, go into try/finally with "
+        "stop() then close(); a stop()/close() at the end of the happy path moves into the "
+        "finally. The happy path does what it did (stop() and close() are idempotent); exits "
+        "by exception now stop the client too. (2) A client meant to outlive its function "
+        "(the function leaves an ephemeral node, a watch, a state listener, a joined party, "
+        "an election run elsewhere or an acquired lock behind it, has no stop(), and can "
+        "return) and a module-level client: `atexit.register(<client>.close)` then "
+        "`atexit.register(<client>.stop)` right after start() (atexit runs the last "
+        "registered first, so stop() runs before close()). The client lives exactly as "
+        "long as before, until the interpreter exits, and then ends its session. A "
+        "try/finally there would stop it when the function returns, deregistering the "
+        "service or killing the watch at once, so it is never offered. (3) A stop() only "
+        "behind `if <client>.connected:` (or `<client>.state == KazooState.CONNECTED`), whose "
+        "body is only stop()/close() and which has no else: the test is removed. stop() is "
+        "idempotent and valid in every state; the test only skipped it while SUSPENDED. "
+        "A client owned by a class that no method stops gets the same atexit registration "
+        "after its start() (`atexit.register(self.zk.close)`, `atexit.register(self.zk.stop)`): "
+        "where the instance's lifetime ends is the class's design (a close() method, "
+        "__exit__), so the fix only adds the stop at process exit, which no design "
+        "contradicts; a close() method remains the better end."
     )
     limits = (
         "A client that escapes its scope is its owner's business and is not checked: "
@@ -239,12 +260,20 @@ class ClientNotStopped(Rule):
         "shutdown function anywhere in the module) counts as a stop. A stop() in a finally, "
         "in a re-raising except handler, or in any handler of a try whose body ends in a "
         "`while True:` loop without break (left only by an exception) counts even when the try does not cover all the "
-        "code after start(). Module-level clients are checked only when start() runs in "
+        "code after start(); a stop() inside `if <client>.connected:` (or a CONNECTED state "
+        "comparison) does not count. Module-level clients are checked only when start() runs in "
         "module-level code; a class's client only when no `<x>.<attr>.stop` appears "
         "anywhere in the module (subclasses or users may stop it). Clients started in a "
-        "function but stored in a global are not checked. The function fix applies only "
+        "function but stored in a global are not checked. What a function leaves behind is "
+        "read from its own calls on the client (ephemeral create, also through retry; "
+        "DataWatch/ChildrenWatch; add_listener; a watch= read; Party.join; Lock/Semaphore "
+        "acquire() with no release() or with; Election.run not called in place), not from "
+        "functions it calls. The try/finally fix applies only "
         "when start() is a statement of the function body (or of a with/try-finally block "
-        "that ends the function); a start() directly followed by stop() is not reported."
+        "that ends the function), the atexit fix only when start() is a statement; a "
+        "`connected` test combined with other conditions (`and`) is left in place (the "
+        "try/finally fix then adds an unconditional stop around it). A start() directly "
+        "followed by stop() is not reported."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -272,23 +301,44 @@ class ClientNotStopped(Rule):
     # -- scopes
 
     def _check_function(self, key: ClientKey, uses: List[Use], starts: List[Use]) -> Optional[Finding]:
-        stops = _called(uses, "stop")
-        if any(u.scope is not key.scope for u in stops + starts):
+        all_stops = _called(uses, "stop")
+        if any(u.scope is not key.scope for u in all_stops + starts):
             return None  # a nested function (a signal handler, a shutdown hook) stops it
         flow = _flow(self.model, key.scope)
         if flow is None:
             return None
         start = starts[0]
+        stops = [s for s in all_stops if not _behind_connection_test(flow, s, key.name)]
         if self._protected(flow, start, stops) or _stops_right_away(flow, start, stops):
             return None
         if all(flow.expected_to_raise(u.node) for u in starts):
             return None  # a test expecting start() to time out: kazoo stops and closes it then
         name = key.name
-        reason = "stop() only on the happy path" if stops else "no stop() at all"
+        function = key.scope.node
+        left = _left_behind(self.model, uses, function)
+        if left is not None and not all_stops and _returns_normally(function):
+            # The program means the client to live on after the function returns: the
+            # leak is at process exit, and only a stop at process exit keeps that intent.
+            function_name = function.name  # type: ignore[attr-defined]
+            message = (
+                f"{name} is meant to outlive {function_name}() (it leaves {left} behind) but "
+                "nothing stops it at process exit: the session and its ephemerals linger "
+                "until the session timeout after the process is gone"
+            )
+            build, imports = _atexit_fix(self.model, flow, start, name)
+            return self.finding(start.call, message, _ATEXIT_TITLE, build, imports)
+        guarded = [s for s in all_stops if s not in stops]
+        if guarded and not stops:
+            reason = f"stop() only behind a test of {name}.connected, skipped while SUSPENDED"
+        else:
+            reason = "stop() only on the happy path" if stops else "no stop() at all"
         message = (
             f"{name} is started but not stopped on every exit ({reason}): after an exception "
             "its session and ephemerals outlive the process until the session timeout"
         )
+        unguard = _unguard_fix(flow, guarded, name)
+        if unguard is not None:
+            return self.finding(start.call, message, f"Stop {name} whatever its connection state", unguard)
         return self.finding(
             start.call, message, "Stop and close the client in a finally block",
             lambda source: self._function_fix(source, flow, key, start),
@@ -297,33 +347,28 @@ class ClientNotStopped(Rule):
     def _check_module(self, key: ClientKey, uses: List[Use], starts: List[Use]) -> Optional[Finding]:
         module_scope = self.model.module_scope
         starts = [u for u in starts if u.scope is module_scope]
-        stops = _called(uses, "stop")
-        if not starts or any(u.scope is not module_scope for u in stops):
+        all_stops = _called(uses, "stop")
+        if not starts or any(u.scope is not module_scope for u in all_stops):
             return None  # stopped by a function: a shutdown hook the analysis cannot follow
         flow = _flow(self.model, module_scope)
         start = starts[0]
+        stops = [s for s in all_stops if not _behind_connection_test(flow, s, key.name)]
         if self._protected(flow, start, stops) or _stops_right_away(flow, start, stops):
             return None
-        reason = "stop() only on the happy path" if stops else "no stop() at all"
+        guarded = [s for s in all_stops if s not in stops]
+        if guarded and not stops:
+            reason = f"stop() only behind a test of {key.name}.connected, skipped while SUSPENDED"
+        else:
+            reason = "stop() only on the happy path" if stops else "no stop() at all"
         message = (
             f"module-level client {key.name} is not stopped at shutdown ({reason}): after the "
             "process exits its session and ephemerals linger until the session timeout"
         )
-        stmt = _statement_call(flow, start.call)
-        build = None
-        imports: Tuple[Import, ...] = ()
-        if stmt is not None:
-            register_name = self.model.local_name_for("atexit.register")
-            if register_name is None:
-                register_name = "atexit.register"
-                imports = (Import("atexit"),)
-            build = lambda source: [  # noqa: E731
-                statements_edit(
-                    source, [stmt],
-                    lambda body: body + [parse_statement(source, f"{register_name}({key.name}.stop)")],
-                )
-            ]
-        return self.finding(start.call, message, "Stop the client at exit (atexit)", build, imports)
+        unguard = _unguard_fix(flow, guarded, key.name)
+        if unguard is not None:
+            return self.finding(start.call, message, f"Stop {key.name} whatever its connection state", unguard)
+        build, imports = _atexit_fix(self.model, flow, start, key.name)
+        return self.finding(start.call, message, _ATEXIT_TITLE, build, imports)
 
     def _check_class(self, key: ClientKey, uses: List[Use], starts: List[Use], index: _Uses) -> Optional[Finding]:
         if _refs(uses, "stop") or (key.name, "stop") in index.attribute_chains:
@@ -334,7 +379,11 @@ class ClientNotStopped(Rule):
             f"{text} is started but no method of {cls} stops it (close/stop/__exit__): when the "
             "process exits its session and ephemerals linger until the session timeout"
         )
-        return self.finding(starts[0].call, message)
+        # The instance keeps the client for as long as it likes; only a stop at process
+        # exit is sure not to come earlier than the class meant.
+        flow = _flow(self.model, starts[0].scope)
+        build, imports = _atexit_fix(self.model, flow, starts[0], text) if flow is not None else (None, ())
+        return self.finding(starts[0].call, message, _ATEXIT_TITLE, build, imports)
 
     @staticmethod
     def _protected(flow: Flow, start: Use, stops: List[Use]) -> bool:
@@ -402,6 +451,186 @@ class ClientNotStopped(Rule):
             return [try_node]
 
         return [statements_edit(source, rest, transform)]
+
+
+_ATEXIT_TITLE = "Stop and close the client at process exit (atexit)"
+
+
+def _atexit_fix(model: ModuleModel, flow: Flow, start: Use, name: str):
+    """``atexit.register`` of close() then stop() right after the ``start()`` statement:
+    atexit runs the last registered first, so the client is stopped, then closed."""
+    stmt = _statement_call(flow, start.call)
+    if stmt is None:
+        return None, ()
+    imports: Tuple[Import, ...] = ()
+    register_name = model.local_name_for("atexit.register")
+    if register_name is None:
+        register_name = "atexit.register"
+        imports = (Import("atexit"),)
+    lines = (
+        f"{register_name}({name}.close)  # atexit runs these in reverse: stop(), then close()",
+        f"{register_name}({name}.stop)",
+    )
+    build = lambda source: [  # noqa: E731
+        statements_edit(source, [stmt], lambda body: body + [parse_statement(source, line) for line in lines])
+    ]
+    return build, imports
+
+
+def _connection_test(test: ast.expr, name: str) -> bool:
+    """``<name>.connected`` or ``<name>.state == KazooState.CONNECTED`` (possibly in an
+    ``and``): true only while the client is connected, false while SUSPENDED."""
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+        return any(_connection_test(v, name) for v in test.values)
+    if isinstance(test, ast.Attribute) and test.attr == "connected":
+        return isinstance(test.value, ast.Name) and test.value.id == name
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], (ast.Eq, ast.Is)):
+        left, right = test.left, test.comparators[0]
+        for state, value in ((left, right), (right, left)):
+            if (
+                isinstance(state, ast.Attribute) and state.attr in ("state", "client_state")
+                and isinstance(state.value, ast.Name) and state.value.id == name
+            ):
+                text = value.attr if isinstance(value, ast.Attribute) else getattr(value, "value", None)
+                return text in ("CONNECTED", "CONNECTED_RO")
+    return False
+
+
+def _behind_connection_test(flow: Flow, stop: Use, name: str) -> bool:
+    """Does this stop() run only when an ``if`` found the client connected?"""
+    stmt = flow.statement_of(stop.call)
+    while stmt is not None:
+        parent = flow.parent_statement(stmt)
+        if isinstance(parent, ast.If) and any(s is stmt for s in parent.body) and _connection_test(parent.test, name):
+            return True
+        stmt = parent
+    return False
+
+
+def _unguard_fix(flow: Flow, guarded: List[Use], name: str):
+    """``if zk.connected:`` whose body is only ``zk.stop()`` (and ``zk.close()``), with no
+    else: the body without the test. stop() is idempotent and safe in every state."""
+    for stop in guarded:
+        stmt = _statement_call(flow, stop.call)
+        test = flow.parent_statement(stmt) if stmt is not None else None
+        if not (isinstance(test, ast.If) and not test.orelse and _connection_test(test.test, name)):
+            continue
+        if isinstance(test.test, ast.BoolOp):
+            continue  # the other operands may guard something else
+        if not all(_own_method_statement(s, name) in ("stop", "close") for s in test.body):
+            continue
+
+        def build(source, test=test):
+            def transform(body: List[cst.BaseStatement]) -> List[cst.BaseStatement]:
+                if_node = body[0]
+                inner = list(if_node.body.body)
+                if not isinstance(if_node.body, cst.IndentedBlock):
+                    raise FixError("the if body shares its line")
+                first = inner[0].with_changes(leading_lines=list(if_node.leading_lines) + list(inner[0].leading_lines))
+                return [first] + inner[1:]
+            return [statements_edit(source, [test], transform)]
+
+        return build
+    return None
+
+
+# Kazoo recipes a function can leave running behind it (kazoo.recipe.*, or the client's
+# attribute of the same name): what each one leaves.
+_LEFT_BY_RECIPE = {
+    "DataWatch": "a watch", "ChildrenWatch": "a watch", "PatientChildrenWatch": "a watch",
+    "TreeCache": "a tree cache (watches)",
+}
+_LOCK_RECIPES = frozenset({"Lock", "ReadLock", "WriteLock", "Semaphore"})
+_PARTY_RECIPES = frozenset({"Party", "ShallowParty"})
+_WATCHED_READS = frozenset({"get", "get_async", "exists", "exists_async", "get_children", "get_children_async"})
+
+
+def _left_behind(model: ModuleModel, uses: List[Use], function: ast.AST) -> Optional[str]:
+    """What a function leaves running on its client when it returns: an ephemeral node,
+    a watch, a state listener, a joined party, a lock it acquires and never releases,
+    an election run elsewhere. None when it leaves nothing (or nothing we can see)."""
+    parents = model.parents()
+    recipes: Dict[str, str] = {}  # local name -> recipe it holds
+    for use in uses:
+        if use.kind == "attr":
+            call = use.call
+            if call is None:
+                # zk.create handed to zk.retry(zk.create, path, ephemeral=True)
+                parent = parents.get(id(parents.get(id(use.node))))
+                call = parent if isinstance(parent, ast.Call) and use.attr in ("create", "create_async") else None
+            if use.attr in ("create", "create_async") and call is not None and _truthy_keyword(call, "ephemeral"):
+                return "an ephemeral node"
+            if use.attr in _LEFT_BY_RECIPE:
+                return _LEFT_BY_RECIPE[use.attr]
+            if use.attr == "add_listener":
+                return "a state listener"
+            if use.attr in _WATCHED_READS and call is not None and _truthy_keyword(call, "watch"):
+                return "a watch"
+            recipe = use.attr
+        elif use.kind == "test":
+            call = parents.get(id(use.node))
+            call = parents.get(id(call)) if isinstance(call, ast.keyword) else call
+            if not isinstance(call, ast.Call):
+                continue
+            recipe = (model.qualname(call.func) or "").rpartition(".")[2]
+            if recipe in _LEFT_BY_RECIPE:
+                return _LEFT_BY_RECIPE[recipe]
+        else:
+            continue
+        if call is None or recipe not in _LOCK_RECIPES | _PARTY_RECIPES | {"Election"}:
+            continue
+        holder = parents.get(id(call))
+        if isinstance(holder, ast.Assign) and len(holder.targets) == 1 and isinstance(holder.targets[0], ast.Name):
+            recipes[holder.targets[0].id] = recipe
+        elif isinstance(holder, ast.Attribute) and recipe in _PARTY_RECIPES and holder.attr == "join":
+            return "a party membership (an ephemeral node)"
+    if not recipes:
+        return None
+    methods: Dict[str, Dict[str, List[ast.Attribute]]] = {}
+    in_with = set()
+    for node in own_nodes(function):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in recipes:
+            methods.setdefault(node.value.id, {}).setdefault(node.attr, []).append(node)
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            in_with.update(i.context_expr.id for i in node.items if isinstance(i.context_expr, ast.Name))
+    for name, recipe in recipes.items():
+        used = methods.get(name, {})
+        if recipe in _LOCK_RECIPES and used.get("acquire") and not used.get("release") and name not in in_with:
+            return "a held lock"
+        if recipe in _PARTY_RECIPES and used.get("join"):
+            return "a party membership (an ephemeral node)"
+        if recipe == "Election" and any(not _is_called(parents, a) for a in used.get("run", ())):
+            return "an election"  # election.run handed to a thread: it runs on after the return
+    return None
+
+
+def _is_called(parents, attribute: ast.Attribute) -> bool:
+    parent = parents.get(id(attribute))
+    return isinstance(parent, ast.Call) and parent.func is attribute
+
+
+def _truthy_keyword(call: ast.Call, name: str) -> bool:
+    kw = keyword(call, name)
+    return kw is not None and not (isinstance(kw.value, ast.Constant) and not kw.value.value)
+
+
+def _returns_normally(function: ast.AST) -> bool:
+    """Can the function return to its caller (a ``return``, or the end of its body)?
+    False when it ends in ``raise``, ``sys.exit()`` or a ``while True:`` it never leaves."""
+    if any(isinstance(n, ast.Return) for n in own_nodes(function)):
+        return True
+    body = function.body  # type: ignore[attr-defined]
+    last = body[-1]
+    if isinstance(last, ast.Raise):
+        return False
+    if isinstance(last, ast.While) and isinstance(last.test, ast.Constant) and last.test.value is True:
+        return any(isinstance(n, ast.Break) for n in own_descendants(last))
+    if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call):
+        func = last.value.func
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            if (func.value.id, func.attr) in (("sys", "exit"), ("os", "_exit")):
+                return False
+    return True
 
 
 def _runs_to_function_end(flow: Flow, stmt: ast.stmt) -> bool:
@@ -628,9 +857,24 @@ class CallBeforeStart(Rule):
     )
     fix_safety = Safety.SAFE
     fix_safety_reason = (
-        "The code cannot run as written (the call raises); the fix starts the client right "
-        "after it is built, which is what the call needs. It applies only when the client "
-        "is started nowhere else, so no start order is changed."
+        "Safe, in three shapes; in each the code cannot run as written (the call raises). "
+        "(1) `add_auth(scheme, credential)` as a statement of the block that builds the "
+        "client: the pair moves into the constructor's `auth_data=` list (appended to a "
+        "literal list already there) and the call goes. kazoo authenticates with auth_data on "
+        "connect and on every reconnect, as add_auth after start() does, and the client is "
+        "still started where it was (a factory keeps handing back an unstarted client, so "
+        "callers can add listeners before connecting). Refused when the arguments read a name "
+        "assigned after the construction or the client itself, when a call in them would "
+        "move across other calls, for a conditional add_auth, and for a constructor with "
+        "`**options` or an auth_data that is not a list literal. (2) A later plain "
+        "`<client>.start()` in the block of the first operation: it moves up to just before "
+        "the statement holding that operation, so what ran before the operation (listeners, "
+        "recipes, credentials) still runs before start(). Refused when the statements it "
+        "passes over call anything but operations on the client or use the client otherwise "
+        "(a listener added there would miss CONNECTED). (3) No start() anywhere: start() right "
+        "after the client is built, only when the client does not leave its scope; a factory "
+        "that returns or hands on its client unstarted gets no fix, since its callers decide "
+        "when it connects."
     )
     limits = (
         "Only a client built in the same function (or module-level code) by a plain "
@@ -641,8 +885,10 @@ class CallBeforeStart(Rule):
         "restart() and no escape of the client (passed, returned, read by a nested "
         "function) in between. A module-level client that any function starts is not "
         "checked (call order across functions is not followed). Only the first such "
-        "operation is reported. When the client is started later (after the call) there is "
-        "no fix: move that start() up by hand."
+        "operation is reported. Reported without a fix: an operation in a factory that "
+        "hands its client on unstarted (adding start() would change when callers connect), "
+        "a later start() with other work between it and the operation, a start() with "
+        "arguments computed at run time, a conditional add_auth with no later start()."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -682,12 +928,27 @@ class CallBeforeStart(Rule):
                 f"{key.name}.{op.attr}() runs before {key.name}.start(): kazoo fails it with "
                 "ConnectionClosedError on a client that was never started"
             )
-            build = None
-            if not starts:
+            if op.attr == "add_auth":
+                # Credentials belong in the constructor (kazoo sends auth_data on every
+                # connect); starting the client here would change when it connects.
+                build = _auth_data_fix(flow, construction, op, key.name)
+                title = "Pass the credentials as auth_data= to the constructor"
+                if build is None and starts:
+                    build = _move_start_up(flow, op, starts, uses, key.name)
+                    title = f"Move {key.name}.start() up, before add_auth()"
+            elif starts:
+                build = _move_start_up(flow, op, starts, uses, key.name)
+                title = f"Move {key.name}.start() up, before its first operation"
+            elif any(u.kind == "escape" for u in uses):
+                # A factory hands the client on: its callers decide when it connects
+                # (listeners first, then start()), so no start() is added here.
+                build, title = None, ""
+            else:
                 build = lambda source, stmt=construction, name=key.name: [  # noqa: E731
                     statements_edit(source, [stmt], lambda body: body + [parse_statement(source, f"{name}.start()")])
                 ]
-            yield self.finding(op.call, message, f"Start {key.name} right after it is built", build)
+                title = f"Start {key.name} right after it is built"
+            yield self.finding(op.call, message, title, build)
 
     def _never_started_construction(self, value) -> bool:
         """``KazooClient(...)``, or a subclass of this module that never starts itself."""
@@ -702,6 +963,121 @@ class CallBeforeStart(Rule):
         return not any(
             isinstance(node, ast.Attribute) and node.attr in START_METHODS for node in walk(cls)
         )
+
+
+# KazooClient(hosts, timeout, client_id, handler, default_acl, auth_data, ...)
+_AUTH_DATA_POSITION = 5
+
+
+def _auth_data_fix(flow: Flow, construction: ast.Assign, op: Use, name: str):
+    """``zk.add_auth(scheme, credential)`` before start(), a statement of the block that
+    builds the client: the pair moves into the constructor's ``auth_data=`` list (kazoo
+    authenticates with it on connect, and on every reconnect, as add_auth would have).
+    None when the arguments could mean something else at construction time."""
+    stmt = _statement_call(flow, op.call)
+    call = construction.value
+    if stmt is None or flow.block_of(stmt) != flow.block_of(construction):
+        return None  # a conditional add_auth is not the constructor's business
+    args = _auth_arguments(op.call)
+    if args is None or any(isinstance(a, ast.Starred) for a in call.args) or len(call.args) > _AUTH_DATA_POSITION:
+        return None
+    if any(kw.arg is None for kw in call.keywords):
+        return None  # **options may carry auth_data already
+    existing = keyword(call, "auth_data")
+    if existing is not None and not isinstance(existing.value, ast.List):
+        return None
+    between = list(flow.between(construction, stmt))
+    stored = {n.id for n in between if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    for arg in args:
+        names = {n.id for n in walk(arg) if isinstance(n, ast.Name)}
+        if name in names or names & stored:
+            return None  # the value is computed after the client is built
+        if any(isinstance(n, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)) for n in walk(arg)):
+            if any(isinstance(n, ast.Call) for n in between):
+                return None  # moving the call would reorder it with other calls
+
+    def build(source):
+        pair = f"({source.segment(args[0])}, {source.segment(args[1])})"
+
+        def add_pair(expr):
+            if existing is None:
+                return set_keyword(expr, "auth_data", parse_expression(source, f"[{pair}]"))
+            index = keyword_index(expr, "auth_data")
+            entries = expr.args[index].value
+            text = render(source, entries)
+            inner = text[1:-1].rstrip().rstrip(",")
+            joined = f"[{inner}, {pair}]" if inner.strip() else f"[{pair}]"
+            return set_keyword(expr, "auth_data", parse_expression(source, joined))
+
+        return [expression_edit(source, call, add_pair), _remove_statement(source, stmt)]
+
+    return build
+
+
+def _auth_arguments(call: ast.Call) -> Optional[Tuple[ast.expr, ast.expr]]:
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(kw.arg is None for kw in call.keywords):
+        return None
+    if len(call.args) + len(call.keywords) != 2:
+        return None
+    scheme = argument(call, 0, "scheme")
+    credential = argument(call, 1, "credential")
+    if scheme is None or credential is None:
+        return None
+    return scheme, credential
+
+
+def _remove_statement(source, stmt: ast.stmt) -> Edit:
+    """Delete a statement's whole lines (its block keeps at least one other statement)."""
+    def transform(body):
+        if any(line.comment is not None for line in body[0].leading_lines):
+            raise FixError("a comment sits above the statement")
+        return []
+    edit = statements_edit(source, [stmt], transform)
+    return Edit(edit.start, edit.end, "")
+
+
+def _move_start_up(flow: Flow, op: Use, starts: List[Use], uses: List[Use], name: str):
+    """A plain ``name.start()`` statement later in the block that holds the first
+    operation moves up, just before the statement holding that operation. Everything
+    that ran before the operation (listeners added, recipes built) still runs before
+    start(); refused when the statements it passes over do anything but operations on
+    the client (those would run in another order relative to the connection)."""
+    later = [u for u in starts if u.call is not None and before(op.node, u.node) and u.attr == "start"]
+    if not later:
+        return None
+    stmt = _statement_call(flow, later[0].call)
+    if stmt is None or later[0].call.args or later[0].call.keywords and not all(
+        isinstance(kw.value, ast.Constant) for kw in later[0].call.keywords
+    ):
+        return None
+    block = flow.block_of(stmt)
+    holder = flow.sibling_in(block, op.node) if block is not None else None
+    if holder is None:
+        return None
+    run = list(block.stmts[block.index(holder):block.index(stmt) + 1])
+    operation_calls = {id(u.call) for u in _called(uses, *OPERATIONS)}
+    for other in run[1:-1]:
+        for node in walk(other):
+            if isinstance(node, ast.Call) and id(node) not in operation_calls:
+                return None  # something else would now run after the connection is up
+    for use in uses:
+        if before(holder, use.node) and before(use.node, stmt) and not (
+            use.kind == "attr" and use.attr in OPERATIONS and use.call is not None
+        ):
+            return None  # a listener, a state read or a hand-off sees the client unstarted today
+
+    def build(source):
+        def transform(body):
+            if len(body) != len(run):
+                raise FixError("several statements share a line")
+            start_line, first = body[-1], body[0]
+            comments = [line for line in start_line.leading_lines if line.comment is not None]
+            moved = start_line.with_changes(leading_lines=list(first.leading_lines) + comments)
+            first = first.with_changes(leading_lines=[])
+            return [moved, first] + body[1:-1]
+        return [statements_edit(source, run, transform)]
+
+    return build
 
 
 @register
@@ -741,14 +1117,19 @@ class StartAsyncNotAwaited(Rule):
     fix_safety_reason = (
         "start() is start_async() followed by waiting for the connection (15 s) and raising "
         "KazooTimeoutError if it does not come: the operations that follow get the "
-        "connected client they assume. Applied only to a bare `start_async()` statement."
+        "connected client they assume. Applied to a bare `start_async()` statement, and to "
+        "`<event> = start_async()` in a function that never reads <event> (the binding is "
+        "dead). When the event is read later (returned, waited on after the operations) "
+        "there is no fix: calling start() as well would restart the connection attempt, and "
+        "any other object in its place would not track the connection as kazoo's event does."
     )
     limits = (
         "Only an operation that follows the start_async() in straight-line order in the same "
         "function (not in a loop or a try with except handlers). Anything in between that may "
         "wait silences it: a read of the returned event, of client.connected/state, a call "
         "named *wait* or *sleep*, another start, or the client escaping. An event kept in a "
-        "variable that is never waited on is reported without a fix."
+        "variable that is read somewhere (but not waited on before the operations) is "
+        "reported without a fix."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -789,7 +1170,27 @@ class StartAsyncNotAwaited(Rule):
         build = None
         if event_name is None:
             build = lambda source, stmt=stmt: [self._rename(source, stmt)]  # noqa: E731
+        elif not self._ever_read(use.scope, event_name):
+            # The event is bound and never looked at: the binding is dead, and start()
+            # is start_async() plus the wait the code forgot.
+            build = lambda source, stmt=stmt, text=text: [  # noqa: E731
+                statements_edit(source, [stmt], lambda body: [
+                    parse_statement(source, f"{text}.start()").with_changes(
+                        leading_lines=body[0].leading_lines, trailing_whitespace=body[0].trailing_whitespace
+                    )
+                ])
+            ]
         return self.finding(use.call, message, "Use start(), which waits for the connection", build)
+
+    def _ever_read(self, scope: Scope, name: str) -> bool:
+        """Is `name` read anywhere in the scope's function, nested functions included
+        (or declared global/nonlocal, so read elsewhere)?"""
+        if scope.kind != "function" or name in scope.global_names or name in scope.nonlocal_names:
+            return True
+        return any(
+            isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Load)
+            for node in walk(scope.node)
+        )
 
     def _waits_between(self, flow: Flow, use: Use, op: Use, event_name: Optional[str], uses: List[Use]) -> bool:
         for node in flow.between(use.call, op.node):

@@ -141,8 +141,13 @@ class TransactionResultUnchecked(Rule):
         "RuntimeInconsistency), so code that used to carry on after a failed transaction now "
         "stops with that exception. The `with` form is rewritten to straight-line code with "
         "the same behaviour (operations, then a commit that runs only if they did not raise); "
-        "it is left unfixed when its body can leave early (return, break, continue: the with "
-        "form still commits then), has several context managers, or is on one line."
+        "a body that can leave early (return, break, continue: the with form still commits "
+        "then) goes into `try:` with the commit and its check in the `finally`, skipped only "
+        "when the body raised (`except BaseException:` sets a flag and re-raises), which is "
+        "what the with form's __exit__ does; a failed commit's error then replaces the early "
+        "return. It is left unfixed when the with is on one line. A with of several context "
+        "managers is first split at the transaction (`with a, b:` is `with a: with b:` by the "
+        "language's definition), then rewritten."
     )
     limits = (
         "Transactions are recognised only on a client the model can prove (built from "
@@ -265,17 +270,22 @@ class TransactionResultUnchecked(Rule):
                 return None  # nothing can be added to it: an empty commit
             fixable = (
                 scope.kind != "class"
-                and len(stmt.items) == 1
                 and isinstance(item.optional_vars, ast.Name)
                 and stmt.body[0].lineno > stmt.lineno
-                and not _escapes_block(stmt.body)
             )
+            build = None
+            if fixable and len(stmt.items) == 1:
+                build = lambda source: self._fix_with(source, stmt, scope)  # noqa: E731
+            elif fixable:
+                # `with a, b:` is `with a: with b:` by definition: split at the
+                # transaction, and the next pass rewrites its own one-item with.
+                build = lambda source, k=stmt.items.index(item): self._split_with(source, stmt, k)  # noqa: E731
             return self.finding(
                 item.context_expr,
                 "`with transaction()` commits on exit and throws the results away: kazoo does not "
                 "raise when the transaction fails, so the failure goes unnoticed",
                 "Commit explicitly and raise the error of the failed operation",
-                (lambda source: self._fix_with(source, stmt, scope)) if fixable else None,
+                build,
                 imports=self._imports(),
             )
         return None
@@ -360,13 +370,41 @@ class TransactionResultUnchecked(Rule):
             self._check_loop(source, name, result)
         ])]
 
+    @staticmethod
+    def _split_with(source, stmt: ast.With, k: int) -> List[Edit]:
+        """``with a as x, T as t, b as y:`` -> ``with a as x:`` / ``with T as t:`` /
+        ``with b as y:``, nested: the same statement by the language's definition."""
+
+        def transform(statements):
+            node = statements[0]
+            if not isinstance(node, cst.With) or len(node.items) != len(stmt.items) or node.asynchronous is not None:
+                raise FixError("unexpected with statement")
+            if not isinstance(node.body, cst.IndentedBlock) or isinstance(node.lpar, cst.LeftParen):
+                raise FixError("with statement on one line or parenthesized")
+            items = list(node.items)
+            groups = [g for g in (items[:k], [items[k]], items[k + 1:]) if g]
+            inner = node.body.with_changes(header=cst.TrailingWhitespace())
+            for depth, group in enumerate(reversed(groups)):
+                group = group[:-1] + [group[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)]
+                statement = node.with_changes(items=group, leading_lines=[], body=inner)
+                if depth < len(groups) - 1:
+                    inner = cst.IndentedBlock(body=[statement], indent=source.indent_unit)
+            statement = statement.with_changes(
+                leading_lines=node.leading_lines, body=statement.body.with_changes(header=node.body.header)
+            )
+            return [statement]
+
+        return [statements_edit(source, [stmt], transform)]
+
     def _fix_with(self, source, stmt: ast.With, scope: Scope) -> List[Edit]:
         if len(stmt.items) != 1 or not isinstance(stmt.items[0].optional_vars, ast.Name):
             raise FixError("with statement has several context managers or a complex target")
-        if _escapes_block(stmt.body):
-            raise FixError("the with block can leave early, and would still commit")
         transaction = stmt.items[0].optional_vars.id
         results, result = self._result_names(scope, transaction)
+        early_exit = _escapes_block(stmt.body)
+        aborted = next((n for n in ("aborted", "txn_aborted") if n not in self._taken(scope)), None)
+        if early_exit and (aborted is None or aborted in (results, result)):
+            raise FixError("no free name for the abort flag")
 
         def transform(statements):
             node = statements[0]
@@ -382,6 +420,26 @@ class TransactionResultUnchecked(Rule):
                 leading_lines=node.leading_lines,
                 trailing_whitespace=node.body.header,
             )
+            if early_exit:
+                # The block can return, break or continue, and the with form commits then
+                # too: the commit and its check go in a finally that skips them only
+                # when the block raised, as the with form's __exit__ does.
+                flag = parse_statement(source, f"{aborted} = False")
+                template = parse_statement(
+                    source,
+                    "try:\n    pass\n"
+                    f"except BaseException:\n    {aborted} = True\n    raise\n"
+                    f"finally:\n    if not {aborted}:\n        {results} = {transaction}.commit()\n",
+                )
+                guard = template.finalbody.body.body[0]
+                guard = guard.with_changes(body=guard.body.with_changes(
+                    body=[*guard.body.body, self._check_loop(source, results, result)]))
+                try_node = template.with_changes(
+                    body=template.body.with_changes(body=list(node.body.body)),
+                    finalbody=template.finalbody.with_changes(
+                        body=template.finalbody.body.with_changes(body=[guard])),
+                )
+                return [opening, flag, with_block_indent(try_node, source.indent_unit)]
             commit = parse_statement(source, f"{results} = {transaction}.commit()")
             commit = commit.with_changes(leading_lines=list(node.body.footer))
             return [opening, *node.body.body, commit, self._check_loop(source, results, result)]

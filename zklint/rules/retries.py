@@ -318,6 +318,14 @@ class SessionTimeoutOutOfRange(Rule):
         "\n"
         "zk = KazooClient(hosts=HOSTS, timeout=15)\n"
     )
+    fix_safety_reason = (
+        "No faithful rewrite exists: the session timeout trades how fast peers see a dead "
+        "process against how long a pause (GC, swap, a slow network) a live one survives, and "
+        "the value in the code was chosen by someone; replacing it with the nearest bound "
+        "would silently change that decision (and the server still clamps it to its own "
+        "min/max session timeout). The bounds are options: raise or lower them where the "
+        "value is deliberate."
+    )
     limits = (
         "Only values the module spells out are checked: a numeric literal, arithmetic on "
         "literals, or a variable bound once to one; timeouts read from configuration, "
@@ -389,6 +397,18 @@ class RetrySubclassIgnored(Rule):
         "# or pass the settings as a dict: connection_retry={\"max_tries\": -1, \"delay\": 0.5}\n"
         "# behaviour kazoo's policy lacks goes around calls: zk.retry(func) / a state listener\n"
     )
+    fix_safety = Safety.UNSAFE
+    fix_safety_reason = (
+        "For a subclass (and its local ancestors) whose body defines nothing but __init__ (a "
+        "preset of settings: delays, limits, jitter), the fix appends `.copy()`: KazooRetry.copy() "
+        "returns an exact KazooRetry with the instance's settings (max_tries, delay, backoff, "
+        "max_jitter, max_delay, deadline, sleep_func, interrupt, retry_exceptions), which kazoo "
+        "accepts. The client then runs the policy the code configured instead of kazoo's "
+        "default: the intent, but a real change in behaviour (a finite max_tries now gives up), "
+        "so the fix is unsafe. A subclass that overrides other methods (__call__, copy, "
+        "logging, metrics) gets no fix: its policy lives in code kazoo never calls, and no "
+        "KazooRetry or dict can express it; wrap calls in it instead (`policy(zk.get, path)`)."
+    )
     limits = (
         "Only subclasses defined in the same module are recognised (a class imported from "
         "elsewhere cannot be resolved), and only instances passed directly or through a variable "
@@ -413,11 +433,44 @@ class RetrySubclassIgnored(Rule):
                 cls = self._subclass_instance(given.value, site.scope, subclasses)
                 if cls is None:
                     continue
+                build = None
+                if self._settings_only(cls, subclasses):
+                    end = given.value
+                    build = lambda source, end=end: [  # noqa: E731
+                        Edit(source.node_span(end)[1], source.node_span(end)[1], ".copy()")
+                    ]
                 yield self.finding(
                     given.value,
                     f"{cls} is a KazooRetry subclass: kazoo silently ignores it as {name} (only an "
                     "exact KazooRetry or a dict counts) and runs its default policy instead",
+                    "Pass an exact KazooRetry with the same settings (.copy())",
+                    build,
                 )
+
+    def _settings_only(self, name: str, subclasses: set) -> bool:
+        """Does the class, and each local ancestor, define nothing but __init__ (settings
+        that KazooRetry.copy() carries over)?"""
+        cls = self.model.classes.get(name)
+        if cls is None:
+            return False
+        for stmt in cls.body:
+            if isinstance(stmt, ast.Pass) or (
+                isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+                and isinstance(stmt.value.value, str)
+            ):
+                continue
+            if isinstance(stmt, ast.FunctionDef) and stmt.name == "__init__" and not stmt.decorator_list:
+                continue
+            return False
+        if cls.decorator_list or cls.keywords:
+            return False
+        for base in cls.bases:
+            if isinstance(base, ast.Name) and base.id in subclasses:
+                if not self._settings_only(base.id, subclasses - {name}):
+                    return False
+            elif self.model.qualname(base) != KAZOO_RETRY:
+                return False  # a mixin the fix cannot see into
+        return True
 
     def _retry_subclasses(self) -> set:
         """Names of module classes with KazooRetry among their ancestors (through local classes)."""
