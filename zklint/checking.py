@@ -281,7 +281,7 @@ def check_files(
         key = os.path.abspath(job.path)
         project = projects.project_of(job.path, None)
         entry = project.module_file(job.path)
-        if entry is None or entry.summary is None:
+        if entry is None or (entry.summary is None and not entry.names_kazoo):
             reports[job.path] = first_reports.get(key) or FileReport(job.path)
             continue  # never names kazoo and nothing passes through it: nothing to find
         facts = project.facts_for(job.path)

@@ -268,6 +268,8 @@ class Api:
         op = self.client_op(call, scope)
         if op is not None:
             key, method = op
+            if method == "retry" and _retries_async_only(call):
+                return None  # retry(zk.add_auth_async, ...) waits no more than its function does
             if method in SYNC_CLIENT_OPS:
                 return key, method
             return None
@@ -361,3 +363,9 @@ class Api:
 
 def short_class(qualified: str) -> str:
     return qualified.rpartition(".")[2]
+
+
+def _retries_async_only(call: ast.Call) -> bool:
+    """``retry(zk.get_async, ...)``: the retried function only queues a request."""
+    first = call.args[0] if call.args else None
+    return isinstance(first, ast.Attribute) and first.attr.endswith("_async")

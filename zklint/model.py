@@ -661,7 +661,7 @@ class ModuleModel:
             else:
                 values.append((value, cls))
         values.extend(self._self_assignments(cls).get(attr, ()))
-        result = (annotated and not values) or self._all_clients_in(values)
+        result = (annotated and not values) or self._all_clients_in(values) or self._brought_or_built(values)
         if not values and not annotated and self.facts.client_attrs:
             # set by a base class, maybe in another module
             qual = self.local_qualname(cls.node)
@@ -710,6 +710,21 @@ class ModuleModel:
                 return False
             seen_client = True
         return seen_client
+
+    def _brought_or_built(self, values: List[Tuple[Optional[ast.AST], Scope]]) -> bool:
+        """Bring your own client, written as statements: ``self.zk = zk`` in one branch (a
+        parameter) and ``self.zk = KazooClient(...)`` in another. A client either way."""
+        built = given = False
+        for value, scope in values:
+            if isinstance(value, ast.Constant) and value.value is None:
+                continue
+            if _is_parameter(value, scope):
+                given = True
+            elif isinstance(value, ast.expr) and self.is_client_expr(value, scope):
+                built = True
+            else:
+                return False
+        return built and given
 
     def client_calls(self) -> List[Tuple[CallSite, ClientKey, str]]:
         """Every ``<client>.<method>(...)`` call: (site, client, method name)."""
@@ -872,9 +887,15 @@ class ModuleModel:
             return keys.pop()
         return None
 
-    def constructions(self, expr: ast.AST, scope: Scope) -> Optional[List[Tuple[ast.Call, Scope]]]:
+    def constructions(
+        self, expr: ast.AST, scope: Scope, own_only: bool = False
+    ) -> Optional[List[Tuple[ast.Call, Scope]]]:
         """The calls whose result `expr` always holds: the call itself, or every value bound to
-        a name or ``self.<attr>`` (``None`` placeholders skipped). None if any value is not a call."""
+        a name or ``self.<attr>`` (``None`` placeholders skipped). None if any value is not a call.
+
+        `own_only`: the calls whose result the holder owns, passing over a parameter it was
+        handed (``self.zk = zk`` beside ``self.zk = KazooClient(...)``).
+        """
         if isinstance(expr, ast.Call):
             return [(expr, scope)]
         values = self.bound_values(expr, scope)
@@ -883,6 +904,8 @@ class ModuleModel:
         found = []
         for value, value_scope in values:
             if isinstance(value, ast.Constant) and value.value is None:
+                continue
+            if own_only and _is_parameter(value, value_scope):
                 continue
             own = _own_client_branch(value)
             if own is not None:
@@ -1560,6 +1583,13 @@ def _absolute_module(facts: ModuleFacts, level: int, module: Optional[str]) -> O
     if module:
         base = base + [module]
     return ".".join(base) if base else None
+
+
+def _is_parameter(value: Optional[ast.AST], scope: Scope) -> bool:
+    """A bare read of a parameter of `scope` that is never rebound there."""
+    return (
+        isinstance(value, ast.Name) and value.id in scope.params and len(scope.bindings.get(value.id, ())) == 1
+    )
 
 
 def _own_client_branch(expr: ast.AST) -> Optional[Tuple[ast.expr, ast.expr]]:

@@ -123,6 +123,7 @@ class Project:
                 names = defines.setdefault(entry.module.rpartition(".")[2].encode(), set())
                 for qual in list(entry.summary.functions) + list(entry.summary.classes):
                     names.update(part.encode() for part in qual.split(".")[-2:])
+                names.update(local.encode() for local in entry.summary.imports)  # what it re-exports
                 targets = list(entry.summary.imports.values()) + [c.callee for c in entry.summary.calls]
                 for target in targets:
                     parts = target.split(".")

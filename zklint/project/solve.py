@@ -187,8 +187,13 @@ class Solution:
                 return
 
     def _methods(self, cls: str) -> Iterable[str]:
-        prefix = cls + "."
-        return [q[len(prefix):] for q in self.functions if q.startswith(prefix) and "." not in q[len(prefix):]]
+        methods = self.__dict__.get("_methods_by_class")
+        if methods is None:
+            methods = self.__dict__["_methods_by_class"] = {}
+            for qual in self.functions:
+                owner, _, name = qual.rpartition(".")
+                methods.setdefault(owner, []).append(name)
+        return methods.get(cls, ())
 
     def _ancestors(self, cls: str) -> List[str]:
         found: List[str] = []
@@ -202,13 +207,13 @@ class Solution:
         return found
 
     @staticmethod
-    def _argument(function: FunctionSummary, site: CallSummary, param: str) -> Ref:
+    def _argument(function: FunctionSummary, site: CallSummary, param: str, constructor: bool = False) -> Ref:
         """The value `site` passes for `param` (None when it passes none or cannot be told)."""
         if site.starred:
             return None
         if param in site.keywords:
             return site.keywords[param]
-        positional = function.params[1:] if function.bound else function.params
+        positional = function.params[1:] if function.bound or constructor else function.params
         if param in positional:
             index = positional.index(param)
             if index < len(site.args):
@@ -237,8 +242,10 @@ class Solution:
                             break
             if not changed:
                 break
-        # Only USES is an answer the model acts on; anything else is "may own it".
-        self.param_effects = {k: v for k, v in effects.items() if v == USES}
+        # Only USES is an answer the model acts on (anything else is "may own it"), and
+        # only for a parameter some call passes a client to.
+        given = self._given_clients()
+        self.param_effects = {k: v for k, v in effects.items() if v == USES and k in given}
 
     def _callee_effect(self, effects, callee: str, slot: str) -> Optional[str]:
         target = self.canonical(callee)
@@ -301,73 +308,114 @@ class Solution:
             if not changed:
                 break
         self.blocking = blocking
-        self.synchronous = synchronous
+        given = self._given_clients()
+        self.synchronous = {k: v for k, v in synchronous.items() if k in given}
+
+    def _given_clients(self) -> Set[Tuple[str, str]]:
+        """(function, parameter) some call in the project passes a client to."""
+        found = self.__dict__.get("_given")
+        if found is None:
+            found = set()
+            for callee, sites in self.calls.items():
+                function = self.functions.get(callee)
+                if function is None and callee in self.classes:
+                    callee = f"{callee}.__init__"
+                    function = self.functions.get(callee)
+                if function is None:
+                    continue
+                for site in sites:
+                    for param in function.params + function.kwonly:
+                        if self.is_client(self._argument(function, site, param, callee.endswith(".__init__"))):
+                            found.add((callee, param))
+            self.__dict__["_given"] = found
+        return found
 
     # ---- one module's view ---------------------------------------------------------------
 
     def view(self, module: str) -> ModuleFacts:
-        """The facts `module` can ask about: its own names and the names it imports."""
+        """The facts `module` can ask about, and no others (a module whose facts equal its
+        own keeps its first lint): the names it calls, subclasses and imports, its own
+        definitions, and the project-wide answers only where a parameter of its own may
+        hold a client."""
         summary = self.summaries.get(module)
         if summary is None:
             return ModuleFacts(module=module)
-        prefixes = {module}
-        for target in summary.imports.values():
-            prefixes.add(target)
-            prefixes.add(self.canonical(target))
-        for call in summary.calls:  # `import pkg` then `pkg.conn.connect()`
-            prefixes.add(self.canonical(call.callee))
+        raw = set(summary.imports.values())
+        raw.update(call.callee for call in summary.calls)
         for bases in summary.classes.values():
-            prefixes.update(self.canonical(b) for b in bases)
-        aliases = {}
-        todo = list(prefixes)
+            raw.update(bases)
+        aliases: Dict[str, str] = {}
+        # every alias canonical() follows for these names, where it leads to a fact
+        todo = [name for name in raw if self._leads_to_facts(name)]
         while todo:
-            prefix = todo.pop()
-            for key in self._under("aliases", prefix):
-                if key not in aliases:
-                    aliases[key] = self.aliases[key]
-                    target = self.aliases[key]
-                    if target not in prefixes:
-                        prefixes.add(target)
-                        todo.append(target)
-        # own classes' bases may be in other modules: their facts are asked through the class
-        effects = self._by_slot(self.param_effects, prefixes)
-        synchronous = self._by_slot(self.synchronous, prefixes)
+            name = todo.pop()
+            head = name
+            while head:
+                target = self.aliases.get(head)
+                if target is not None and head not in aliases:
+                    aliases[head] = target
+                    todo.append(target + name[len(head):])
+                head = head.rpartition(".")[0]
+        targets = {self.canonical(name) for name in raw}
+        targets.update(f"{t}.__init__" for t in list(targets) if t in self.classes)
+        own = set(summary.functions)
+        # small tables by prefix (an annotation or isinstance may name any class of a module
+        # it imports); per-function tables only for the functions it reaches or defines
+        prefixes = {module} | {self.canonical(t) for t in summary.imports.values()} | set(summary.imports.values())
+        client_params = frozenset((q, name) for q, name in self.client_params if q in own)
+        takes_clients = bool(client_params) or any(f.annotated_clients for f in summary.functions.values())
         return ModuleFacts(
             module=module,
             is_package=summary.is_package,
             aliases=aliases,
             client_classes=frozenset(q for p in prefixes for q in self._under("client_classes", p)),
-            factories={q: self.factories[q] for p in prefixes for q in self._under("factories", p)},
-            client_params=frozenset((q, name) for q, name in self.client_params if _within(q, module)),
-            param_effects=effects,
+            factories={q: self.factories[q] for p in prefixes | targets for q in self._under("factories", p)},
+            client_params=client_params,
+            param_effects=self._by_slot(self.param_effects, targets | own),
             client_attrs={
-                q: frozenset(self.client_attrs[q]) for q in self._under("client_attrs", module) if self.client_attrs[q]
+                q: frozenset(self.client_attrs[q]) for q in summary.classes if self.client_attrs.get(q)
             },
-            visible_callers=frozenset(q for q in self._under("visible", module)),
-            project_has_listeners=self.has_listeners,
-            blocking={q: self.blocking[q] for p in prefixes for q in self._under("blocking", p)},
-            synchronous=synchronous,
+            # asked only of parameters that hold a client (ZK102/ZK105: who else may listen)
+            visible_callers=frozenset(q for q in own if q in self.visible) if takes_clients else frozenset(),
+            project_has_listeners=self.has_listeners if takes_clients else True,
+            blocking={q: self.blocking[q] for q in targets | own if q in self.blocking},
+            synchronous=self._by_slot(self.synchronous, targets | own),
         )
 
-    def _by_slot(self, table: Dict[Tuple[str, str], str], prefixes: Set[str]) -> Dict[Tuple[str, str], str]:
-        """`table`'s entries for the functions under `prefixes`, by parameter name and by
-        position ("#0"), as a call reaches them (a class call reaches its __init__)."""
+    def _leads_to_facts(self, name: str) -> bool:
+        """Does `name` stand for something the facts say anything about (under another name)?"""
+        target = self.canonical(name)
+        if target == name:
+            return False
+        known = self.__dict__.get("_fact_quals")
+        if known is None:
+            known = set(self.client_classes) | set(self.factories) | set(self.blocking)
+            known.update(q for q, _ in self.param_effects)
+            known.update(q for q, _ in self.synchronous)
+            known.update(q.rpartition(".")[0] for q in list(known) if q.endswith(".__init__"))
+            self.__dict__["_fact_quals"] = known
+        return target in known or bool(self.client_attrs.get(target))
+
+    def _by_slot(self, table: Dict[Tuple[str, str], str], functions: Set[str]) -> Dict[Tuple[str, str], str]:
+        """`table`'s entries for `functions`, by parameter name and by position ("#0"), as
+        a call reaches them (a class call reaches its __init__)."""
         found: Dict[Tuple[str, str], str] = {}
-        for prefix in prefixes:
-            for qual in self._under("functions", prefix):
-                function = self.functions[qual]
-                for name in function.params + function.kwonly:
-                    value = table.get((qual, name))
-                    if value is not None:
-                        found[(qual, name)] = value
-                positional = function.params[1:] if function.bound else function.params
-                for index, name in enumerate(positional):
-                    value = table.get((qual, name))
-                    if value is not None:
-                        found[(qual, f"#{index}")] = value
-                        if qual.endswith(".__init__"):
-                            found[(qual[: -len(".__init__")], f"#{index}")] = value
-                            found[(qual[: -len(".__init__")], name)] = value
+        for qual in functions:
+            function = self.functions.get(qual)
+            if function is None:
+                continue
+            for name in function.params + function.kwonly:
+                value = table.get((qual, name))
+                if value is not None:
+                    found[(qual, name)] = value
+            positional = function.params[1:] if function.bound else function.params
+            for index, name in enumerate(positional):
+                value = table.get((qual, name))
+                if value is not None:
+                    found[(qual, f"#{index}")] = value
+                    if qual.endswith(".__init__"):
+                        found[(qual[: -len(".__init__")], f"#{index}")] = value
+                        found[(qual[: -len(".__init__")], name)] = value
         return found
 
     def _under(self, table: str, prefix: str) -> List[str]:

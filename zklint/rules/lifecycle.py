@@ -125,7 +125,7 @@ def _flow(model: ModuleModel, scope: Scope) -> Optional[Flow]:
 def _owned(model: ModuleModel, uses: List[Use]) -> bool:
     """Is the client built by the code that holds it (not received from a caller)?"""
     use = uses[0]
-    constructions = model.constructions(use.node, use.scope)
+    constructions = model.constructions(use.node, use.scope, own_only=True)
     if not constructions:
         return False
     return all(model.is_client_expr(call, scope) for call, scope in constructions)
@@ -134,20 +134,22 @@ def _owned(model: ModuleModel, uses: List[Use]) -> bool:
 def _started_by_factory(model: ModuleModel, key: ClientKey, uses: List[Use]) -> List[Use]:
     """``zk = connect(hosts)`` where the project shows `connect` starting the client it
     returns: the call is the start (as a use of its own, at the call)."""
-    if key.kind != "name" or not uses:
+    if not uses:
         return []
-    constructions = model.constructions(uses[0].node, uses[0].scope)
-    if not constructions or len(constructions) != 1:
+    constructions = model.constructions(uses[0].node, uses[0].scope, own_only=True)
+    if not constructions or (key.kind == "name" and len(constructions) != 1):
         return []
-    call, scope = constructions[0]
-    if not model.project_factory(call, scope):
-        return []
-    return [Use(call, scope, "attr", "start", call)]
+    # a local takes its start from its one construction; an attribute (`self.zk =
+    # get_started_client()` in some method) from any factory call that starts it
+    return [Use(call, scope, "attr", "start", call) for call, scope in constructions
+            if model.project_factory(call, scope)][:1]
 
 
 def _text(key: ClientKey, use: Use) -> str:
     if key.kind == "attr":
-        return f"{use.node.value.id}.{key.name}"  # type: ignore[union-attr]
+        owner = getattr(use.node, "value", None)
+        # a start by a factory call (no `<self>.<attr>` read at hand) reads as self.<attr>
+        return f"{owner.id if isinstance(owner, ast.Name) else 'self'}.{key.name}"
     return key.name
 
 
