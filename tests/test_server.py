@@ -481,6 +481,14 @@ async def test_editor_settings_and_pyproject_changes(tmp_path: Path) -> None:
             "diagnostics after pyproject.toml changed",
         )
 
+        # A client that does not watch files: the next lint notices the file changed.
+        (tmp_path / "pyproject.toml").write_text('[tool.zklint]\nselect = ["ZK401"]\n')
+        version = session.change(uri, SAMPLE + "\n")
+        assert codes(await session.diagnostics(uri, version)) == [("ZK401", 7)]
+        (tmp_path / "pyproject.toml").write_text('[tool.zklint]\nselect = ["ZK2"]\n')
+        version = session.change(uri, SAMPLE)
+        assert codes(await session.diagnostics(uri, version)) == [("ZK202", 20)]
+
         # A setting naming no rule is one log line; the project's selection stays in force.
         count = len(session.published)
         session.client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
@@ -552,3 +560,14 @@ def test_missing_extra_is_one_line(tmp_path: Path) -> None:
     assert result.code == 2
     assert result.err == 'zklint: error: the language server needs the server extra: pip install "zklint[server]"\n'
     assert result.out == ""
+
+
+@pytest.mark.asyncio
+async def test_an_invalid_pyproject_is_one_log_line_and_the_defaults(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.zklint]\nselect = "ZK4"\n')
+    async with editor(tmp_path) as session:
+        uri = session.open("scheduler.py", SAMPLE)
+        assert codes(await session.diagnostics(uri)) == [("ZK401", 7), ("ZK301", 17), ("ZK202", 20)]
+        errors = [m.message for m in session.logs if m.type == types.MessageType.Error]
+        assert errors == [f"zklint: {tmp_path / 'pyproject.toml'}: [tool.zklint] select must be a list of strings; "
+                          "using the default settings"]
