@@ -95,7 +95,9 @@ class Client:
                 if version is not None and version not in self.published:
                     self.published[version] = (arrived, len(message["params"]["diagnostics"]))
             elif method is not None and "id" in message:  # a request from the server
-                result: Any = [None for _ in message["params"]["items"]] if method == "workspace/configuration" else None
+                result: Any = None
+                if method == "workspace/configuration":
+                    result = [None for _ in message["params"]["items"]]
                 self.send({"id": message["id"], "result": result})
             elif "id" in message and message["id"] in self.replies:
                 self.replies.pop(message["id"]).set_result(message.get("result"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional
@@ -73,7 +72,9 @@ if __name__ == "__main__":
 
 def retry_lines(count: int) -> str:
     """A module with `count` ZK401 findings, one per line from line 3 on."""
-    body = "".join(f"zk{i} = KazooClient(hosts='h', connection_retry=KazooRetry(max_tries={i + 1}))\n" for i in range(count))
+    body = "".join(
+        f"zk{i} = KazooClient(hosts='h', connection_retry=KazooRetry(max_tries={i + 1}))\n" for i in range(count)
+    )
     return "from kazoo.client import KazooClient\nfrom kazoo.retry import KazooRetry\n" + body
 
 
@@ -158,7 +159,9 @@ class Editor:
         self.versions[uri] += 1
         self.client.text_document_did_change(types.DidChangeTextDocumentParams(
             text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
-            content_changes=[types.TextDocumentContentChangePartial(range=types.Range(start=start, end=end), text=text)],
+            content_changes=[
+                types.TextDocumentContentChangePartial(range=types.Range(start=start, end=end), text=text)
+            ],
         ))
         return self.versions[uri]
 
@@ -515,6 +518,14 @@ async def test_a_change_relints_the_other_open_modules_of_the_workspace(tmp_path
         # Published again for its own (unchanged) version, with its own findings.
         last = [p for p in session.published if p.uri == user][-1]
         assert last.version == 1 and codes(last.diagnostics) == [("ZK401", 7), ("ZK301", 17), ("ZK202", 20)]
+        # Closing a module re-lints the others without its editor text.
+        before = len([p for p in session.published if p.uri == user])
+        session.client.text_document_did_close(types.DidCloseTextDocumentParams(
+            text_document=types.TextDocumentIdentifier(uri=factory)
+        ))
+        await session.wait_for(
+            lambda: len([p for p in session.published if p.uri == user]) > before, "re-lint after a close"
+        )
 
 
 @pytest.mark.asyncio

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import functools
+import inspect
 import io
 import logging
 import os
@@ -224,7 +225,7 @@ def guarded(default: Any = None) -> Callable[[F], F]:
     """An exception in a handler becomes one log message and `default`; the session goes on."""
 
     def decorate(handler: F) -> F:
-        if asyncio.iscoroutinefunction(handler):
+        if inspect.iscoroutinefunction(handler):
 
             @functools.wraps(handler)
             async def run_async(server: "ZkLintServer", *args: Any) -> Any:
@@ -361,9 +362,12 @@ class ZkLintServer(LanguageServer):
         if delay is None:
             quiet = asyncio.get_running_loop().time() - self._linted_at.get(path, float("-inf")) >= DEBOUNCE_SECONDS
             delay = 0 if quiet and self._timer is None else DEBOUNCE_SECONDS
+        self.schedule([path] + self.neighbours(path), delay)
+
+    def neighbours(self, path: str) -> List[str]:
+        """The other open documents of `path`'s workspace: their findings may depend on its text."""
         workspace = self.workspace_of(path)
-        neighbours = [other for other in self.documents if other != path and self.workspace_of(other) == workspace]
-        self.schedule([path] + neighbours, delay)
+        return [other for other in self.documents if other != path and self.workspace_of(other) == workspace]
 
     def _start_draining(self) -> None:
         self._timer = None
@@ -483,6 +487,8 @@ class ZkLintServer(LanguageServer):
             outcome = fix_source(result.source, relint, lambda f: f is finding, [finding])
             for error in outcome.errors:
                 self.log(types.MessageType.Warning, f"{document.path}: {error}")
+            # Edits of older versions can no longer be asked for: keep this version's only.
+            self._fixes = {k: edit for k, edit in self._fixes.items() if k[0] != key[0] or k[1] == key[1]}
             self._fixes[key] = self.text_edit(result.source, outcome.text) if outcome.changed else None
         return self._fixes[key]
 
@@ -624,6 +630,7 @@ class ZkLintServer(LanguageServer):
         return document
 
     def close(self, uri: str) -> None:
+        """Forget the document and clear its diagnostics; its workspace is re-linted without its text."""
         path = to_fs_path(uri) or uri
         self.documents.pop(path, None)
         self.results.pop(path, None)
@@ -632,6 +639,9 @@ class ZkLintServer(LanguageServer):
         self._linted_at.pop(path, None)
         self._fixes = {key: edit for key, edit in self._fixes.items() if key[0] != path}
         self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+        neighbours = self.neighbours(path)
+        if neighbours:
+            self.schedule(neighbours)
 
 
 def build_server() -> ZkLintServer:
