@@ -582,3 +582,13 @@ async def test_an_invalid_pyproject_is_one_log_line_and_the_defaults(tmp_path: P
         errors = [m.message for m in session.logs if m.type == types.MessageType.Error]
         assert errors == [f"zklint: {tmp_path / 'pyproject.toml'}: [tool.zklint] select must be a list of strings; "
                           "using the default settings"]
+
+
+@pytest.mark.asyncio
+async def test_excluded_files_get_no_diagnostics(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.zklint]\nextend-exclude = ["generated"]\n')
+    async with editor(tmp_path) as session:
+        excluded = session.open("generated/scheduler.py", SAMPLE)
+        included = session.open("src/scheduler.py", SAMPLE)
+        assert await session.diagnostics(excluded) == []
+        assert len(await session.diagnostics(included)) == 3
