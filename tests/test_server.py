@@ -106,8 +106,11 @@ class Editor:
         def on_configuration(params: types.ConfigurationParams) -> list:
             return [self.settings for _ in params.items]
 
-    async def start(self, initialization_options: Any = None) -> types.InitializeResult:
-        await self.client.start_io(*zklint_command(), "server", env=clean_env(), cwd=str(self.root))
+    async def start(
+        self, initialization_options: Any = None, command: Optional[List[str]] = None
+    ) -> types.InitializeResult:
+        command = command or zklint_command() + ["server"]
+        await self.client.start_io(*command, env=clean_env(), cwd=str(self.root))
         capabilities = types.ClientCapabilities(
             workspace=types.WorkspaceClientCapabilities(
                 configuration=True,
@@ -198,9 +201,11 @@ class Editor:
 
 
 @contextlib.asynccontextmanager
-async def editor(root: Path, initialization_options: Any = None) -> AsyncIterator[Editor]:
+async def editor(
+    root: Path, initialization_options: Any = None, command: Optional[List[str]] = None
+) -> AsyncIterator[Editor]:
     session = Editor(root)
-    await session.start(initialization_options)
+    await session.start(initialization_options, command)
     try:
         yield session
     finally:
@@ -592,3 +597,59 @@ async def test_excluded_files_get_no_diagnostics(tmp_path: Path) -> None:
         included = session.open("src/scheduler.py", SAMPLE)
         assert await session.diagnostics(excluded) == []
         assert len(await session.diagnostics(included)) == 3
+
+
+@pytest.mark.asyncio
+async def test_crlf_file_fixes_keep_their_line_endings(tmp_path: Path) -> None:
+    text = SAMPLE.replace("\n", "\r\n")
+    async with editor(tmp_path) as session:
+        uri = session.open("windows.py", text)
+        assert codes(await session.diagnostics(uri)) == [("ZK401", 7), ("ZK301", 17), ("ZK202", 20)]
+        fix = next(a for a in await session.actions(uri, line=19) if a.title.startswith("ZK202: "))
+        fixed = apply(text, edits_of(fix, uri))
+        assert fixed == cli_fixed(tmp_path, text, "--select", "ZK202")
+        assert "self.zk.close()\r\n" in fixed and "\n" not in fixed.replace("\r\n", "")
+        (fix_all,) = await session.actions(uri, line=0, only=["source.fixAll"])
+        assert apply(text, edits_of(fix_all, uri)) == cli_fixed(tmp_path, text)
+
+
+# The server with one more rule, ZK999, that has a bug: it raises on any module naming
+# `explode`. As a bug in a real rule would, it must cost that file its diagnostics only.
+BUGGY_RULE_SERVER = """
+import sys
+from zklint.rules import all_rules
+from zklint.rules.base import Rule, register
+
+all_rules()
+
+@register
+class Buggy(Rule):
+    code = "ZK999"
+    name = "buggy"
+    summary = why = example = use_instead = ""
+
+    def check(self):
+        if "explode" in self.context.source.text:
+            raise KeyError("a bug")
+        return iter(())
+
+from zklint.server import serve
+sys.exit(serve())
+"""
+
+
+@pytest.mark.asyncio
+async def test_an_internal_error_is_one_log_message_and_no_diagnostics_for_that_file(tmp_path: Path) -> None:
+    async with editor(tmp_path, command=[sys.executable, "-c", BUGGY_RULE_SERVER]) as session:
+        crashing = session.open("crashing.py", SAMPLE + "explode = True\n")
+        assert await session.diagnostics(crashing) == []
+        uri = session.open("scheduler.py", SAMPLE)
+        assert len(await session.diagnostics(uri)) == 3
+        assert await session.actions(crashing, line=6) == []
+        errors = [m.message for m in session.logs if m.type == types.MessageType.Error]
+        assert len(errors) == 1
+        assert errors[0].startswith(f"zklint: {tmp_path / 'crashing.py'}: internal error: KeyError: 'a bug'")
+        # Still one message after more edits hitting the same bug (not one per keystroke).
+        version = session.change(crashing, SAMPLE + "explode = False\n")
+        assert await session.diagnostics(crashing, version) == []
+        assert len([m for m in session.logs if m.type == types.MessageType.Error]) == 1
