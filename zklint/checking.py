@@ -391,6 +391,15 @@ def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = Tr
     return project.facts_for(key)
 
 
+def refresh_file(path: str) -> None:
+    """Take a file in again as it is on disk (an editor closed it, or it changed there)."""
+    key = os.path.abspath(path)
+    raw = _read_bytes(key)
+    for project in _OPEN_PROJECTS.values():
+        if key in project.files and raw is not None:
+            project.add(key, raw)
+
+
 def forget_projects() -> None:
     """Drop the projects read so far (a long-lived process whose files changed on disk)."""
     _OPEN_PROJECTS.clear()

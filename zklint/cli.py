@@ -16,7 +16,7 @@ from zklint.project.cache import CACHE_ENV
 from zklint.rules import all_rules
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
-SUBCOMMANDS = ("check", "rule")
+SUBCOMMANDS = ("check", "rule", "server")
 
 EPILOG = """\
 examples:
@@ -28,6 +28,7 @@ examples:
   cat app.py | zklint check - --stdin-filename app.py
   zklint check --statistics .         the number of findings per rule
   zklint rule ZK401                   what a rule finds, why, and how to fix it
+  zklint server                       the language server for editors (pip install "zklint[server]")
   zklint check --output-format concise src/
   zklint check --output-format sarif . > zklint.sarif
   zklint check --output-format github .
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     rule.add_argument("code", nargs="?", help="a rule code, e.g. ZK401")
     rule.add_argument("--all", action="store_true", help="list every rule: code, name, fix and its safety")
     rule.add_argument("--write-docs", metavar="DIR", help="write DIR/ZKnnn.md for every rule (the docs/rules pages)")
+    commands.add_parser("server", help="run the language server (LSP over stdio) for editors",
+                        description="The Language Server Protocol over stdin/stdout: diagnostics, quick fixes "
+                                    "and hover in your editor. Needs the server extra: pip install \"zklint[server]\".")
     return parser
 
 
@@ -331,12 +335,28 @@ def rule_command(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+SERVER_EXTRA = ("pygls", "lsprotocol", "cattrs", "attrs")
+
+
+def server_command() -> int:
+    try:
+        from zklint.server import serve
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in SERVER_EXTRA:
+            raise
+        sys.stderr.write('zklint: error: the language server needs the server extra: pip install "zklint[server]"\n')
+        return EXIT_ERROR
+    return serve()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_normalise_argv(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "rule":
             return rule_command(args)
+        if args.command == "server":
+            return server_command()
         return check_command(args)
     except KeyboardInterrupt:
         sys.stderr.write("zklint: interrupted\n")

@@ -12,7 +12,7 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Type
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Type
 
 from zklint.facts import ModuleFacts
 from zklint.model import ModuleModel
@@ -116,6 +116,12 @@ def noqa_codes(line: str) -> Optional[frozenset]:
     if not codes:
         return frozenset()
     return frozenset(c.upper() for c in re.split(r"[,\s]+", codes) if c)
+
+
+def noqa_span(line: str) -> Optional[Tuple[int, int]]:
+    """Where the line's ``# noqa`` comment and its codes are (start, end); None when it has none."""
+    match = _NOQA.search(line)
+    return None if match is None else match.span()
 
 
 def is_suppressed(finding: Finding, source: SourceFile) -> bool:
