@@ -45,6 +45,8 @@ class ModuleFacts:
     client_attrs: Dict[str, FrozenSet[str]] = field(default_factory=dict)
     # functions whose every caller the project shows (none passes them on as a value)
     visible_callers: FrozenSet[str] = frozenset()
+    # (function, parameter) whose default every call site in the project keeps
+    kept_defaults: FrozenSet[Tuple[str, str]] = frozenset()
     # any state listener registered anywhere in the project (add_listener)
     project_has_listeners: bool = True
     # project functions that block, themselves or through a callee: qual -> (what, verb),
@@ -84,6 +86,7 @@ class ModuleFacts:
             "param_effects": sorted((list(k), v) for k, v in self.param_effects.items()),
             "client_attrs": sorted((k, sorted(v)) for k, v in self.client_attrs.items()),
             "visible_callers": sorted(self.visible_callers),
+            "kept_defaults": sorted(self.kept_defaults),
             "project_has_listeners": self.project_has_listeners,
             "blocking": sorted((k, list(v)) for k, v in self.blocking.items()),
             "synchronous": sorted((list(k), v) for k, v in self.synchronous.items()),

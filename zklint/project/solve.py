@@ -186,6 +186,24 @@ class Solution:
             if after == before:
                 return
 
+    def kept_defaults(self) -> Set[Tuple[str, str]]:
+        """(function, parameter) whose default every call site keeps (no site passes it)."""
+        found = self.__dict__.get("_kept")
+        if found is None:
+            found = set()
+            for qual in self.visible:
+                function = self.functions[qual]
+                sites = self.calls.get(qual, ())
+                positional = function.params[1:] if function.bound else function.params
+                for param in function.defaults:
+                    index = positional.index(param) if param in positional else len(positional)
+                    if sites and all(
+                        not site.starred and param not in site.keywords and index >= len(site.args) for site in sites
+                    ):
+                        found.add((qual, param))
+            self.__dict__["_kept"] = found
+        return found
+
     def _methods(self, cls: str) -> Iterable[str]:
         methods = self.__dict__.get("_methods_by_class")
         if methods is None:
@@ -377,6 +395,7 @@ class Solution:
             },
             # asked only of parameters that hold a client (ZK102/ZK105: who else may listen)
             visible_callers=frozenset(q for q in own if q in self.visible) if takes_clients else frozenset(),
+            kept_defaults=frozenset(k for k in self.kept_defaults() if k[0] in own),
             project_has_listeners=self.has_listeners if takes_clients else True,
             blocking={q: self.blocking[q] for q in targets | own if q in self.blocking},
             synchronous=self._by_slot(self.synchronous, targets | own),

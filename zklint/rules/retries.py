@@ -252,8 +252,10 @@ def _single_value(model, name: ast.Name, scope: Scope) -> Optional[tuple]:
     bound more than once are unknown.
     """
     owner = model.lookup(name.id, scope)
-    if owner is None or name.id in owner.params:
+    if owner is None:
         return None
+    if name.id in owner.params:
+        return _kept_default(model, owner, name.id)
     values = owner.bindings.get(name.id, ())
     if len(values) != 1 or not isinstance(values[0], ast.expr):
         return None
@@ -262,6 +264,23 @@ def _single_value(model, name: ast.Name, scope: Scope) -> Optional[tuple]:
     ):
         return None
     return values[0], owner
+
+
+def _kept_default(model, owner: Scope, param: str) -> Optional[tuple]:
+    """(default, scope it is evaluated in) of a parameter whose default every call site in
+    the project keeps (the project layer says so), never rebound in the function."""
+    node = owner.node
+    if len(owner.bindings.get(param, ())) != 1 or isinstance(node, ast.Lambda) or owner.parent is None:
+        return None
+    qual = model.local_qualname(node)
+    if qual is None or (qual, param) not in model.facts.kept_defaults:
+        return None
+    args = node.args
+    positional = args.posonlyargs + args.args
+    defaults = dict(zip([a.arg for a in positional[len(positional) - len(args.defaults):]], args.defaults))
+    defaults.update((a.arg, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None)
+    default = defaults.get(param)
+    return (default, owner.parent) if default is not None else None
 
 
 _FOLDABLE = {ast.Add: float.__add__, ast.Sub: float.__sub__, ast.Mult: float.__mul__, ast.Div: float.__truediv__}
