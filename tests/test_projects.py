@@ -156,3 +156,27 @@ def test_a_corrupt_cache_is_ignored(tmp_path, capsys, monkeypatch):
     for path in cache.rglob("*.json"):
         path.write_text("{not json")
     assert cli_findings(["--cache-dir", str(cache), "."], capsys, copy, monkeypatch) == expected
+
+
+def test_each_file_follows_the_pyproject_nearest_to_it(tmp_path, capsys, monkeypatch):
+    """A monorepo: the root's table selects everything, one package ignores ZK401 and
+    excludes its generated code, the other has no table of its own."""
+    bad = (PROJECTS.parent / "ZK401" / "bad_alias_imports.py").read_text()
+    (tmp_path / "pyproject.toml").write_text("[tool.zklint]\n")
+    (tmp_path / "quiet").mkdir()
+    (tmp_path / "quiet" / "pyproject.toml").write_text(
+        '[tool.zklint]\nignore = ["ZK401"]\nextend-exclude = ["generated/"]\n'
+    )
+    (tmp_path / "quiet" / "app.py").write_text(bad)
+    (tmp_path / "quiet" / "generated").mkdir()
+    (tmp_path / "quiet" / "generated" / "stub.py").write_text(bad)
+    (tmp_path / "loud").mkdir()
+    (tmp_path / "loud" / "app.py").write_text(bad)
+    found = cli_findings(["--no-cache", "."], capsys, tmp_path, monkeypatch)
+    codes = {(rel, code) for rel, _, code in found}
+    assert ("loud/app.py", "ZK401") in codes
+    assert not any(rel.startswith("quiet/") and code == "ZK401" for rel, code in codes)
+    assert not any(rel.startswith("quiet/generated/") for rel, _ in codes)
+    # the same file checked on its own follows the same table
+    alone = cli_findings(["--no-cache", "quiet/app.py"], capsys, tmp_path, monkeypatch)
+    assert not any(code == "ZK401" for _, _, code in alone)

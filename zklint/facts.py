@@ -45,6 +45,8 @@ class ModuleFacts:
     client_attrs: Dict[str, FrozenSet[str]] = field(default_factory=dict)
     # functions whose every caller the project shows (none passes them on as a value)
     visible_callers: FrozenSet[str] = frozenset()
+    # module-level clients of other modules this module imports -> started at import time
+    module_clients: Dict[str, bool] = field(default_factory=dict)
     # (function, parameter) whose default every call site in the project keeps
     kept_defaults: FrozenSet[Tuple[str, str]] = frozenset()
     # any state listener registered anywhere in the project (add_listener)
@@ -87,6 +89,7 @@ class ModuleFacts:
             "client_attrs": sorted((k, sorted(v)) for k, v in self.client_attrs.items()),
             "visible_callers": sorted(self.visible_callers),
             "kept_defaults": sorted(self.kept_defaults),
+            "module_clients": sorted(self.module_clients.items()),
             "project_has_listeners": self.project_has_listeners,
             "blocking": sorted((k, list(v)) for k, v in self.blocking.items()),
             "synchronous": sorted((list(k), v) for k, v in self.synchronous.items()),

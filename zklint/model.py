@@ -633,12 +633,21 @@ class ModuleModel:
             return bool(cached)  # None: being computed further up (a cycle) answers "no"
         self._client_names[key] = None
         param = owner.params.get(name)
-        if param is not None and len(owner.bindings.get(name, ())) == 1:
+        bindings = owner.bindings.get(name, ())
+        if param is not None and len(bindings) == 1:
             result = self.is_client_annotation(param.annotation) or self._inferred_client_param(owner, name)
+        elif bindings and all(value is _IMPORT for value in bindings) and self.facts.module_clients:
+            result = self.qualname(ast.Name(id=name)) in self.facts.module_clients  # another module's client
         else:
             result = self._all_clients(owner.bindings.get(name, ()), owner)
         self._client_names[key] = result
         return result
+
+    def imported_client_started(self, key: "ClientKey") -> bool:
+        """A client imported from another module of the project that starts it at import."""
+        if key.kind != "name" or key.scope is not self.module_scope:
+            return False
+        return bool(self.facts.module_clients.get(self.qualname(ast.Name(id=key.name)) or ""))
 
     def _inferred_client_param(self, owner: Scope, name: str) -> bool:
         """Every call site in the project passes a client for this parameter."""

@@ -124,6 +124,7 @@ class Project:
                 for qual in list(entry.summary.functions) + list(entry.summary.classes):
                     names.update(part.encode() for part in qual.split(".")[-2:])
                 names.update(local.encode() for local in entry.summary.imports)  # what it re-exports
+                names.update(name.encode() for name in entry.summary.globals)  # its module-level clients
                 targets = list(entry.summary.imports.values()) + [c.callee for c in entry.summary.calls]
                 for target in targets:
                     parts = target.split(".")

@@ -58,6 +58,12 @@ class Solution:
         self._propagate()
         self._effects()
         self._waits()
+        # module-level clients (qual -> started at import): `from app.zk import client`
+        self.module_clients: Dict[str, bool] = {}
+        for module, summary in self.summaries.items():
+            for name, ref in summary.globals.items():
+                if self.is_client(ref):
+                    self.module_clients[f"{module}.{name}"] = name in summary.started_globals or self._starts(ref)
         self._sorted_keys: Optional[Dict[str, List[str]]] = None
 
     # ---- gathering ----------------------------------------------------------------------
@@ -396,6 +402,7 @@ class Solution:
             # asked only of parameters that hold a client (ZK102/ZK105: who else may listen)
             visible_callers=frozenset(q for q in own if q in self.visible) if takes_clients else frozenset(),
             kept_defaults=frozenset(k for k in self.kept_defaults() if k[0] in own),
+            module_clients={q: self.module_clients[q] for q in targets if q in self.module_clients},
             project_has_listeners=self.has_listeners if takes_clients else True,
             blocking={q: self.blocking[q] for q in targets | own if q in self.blocking},
             synchronous=self._by_slot(self.synchronous, targets | own),

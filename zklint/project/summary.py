@@ -75,6 +75,10 @@ class ModuleSummary:
     attributes: Dict[str, Dict[str, List[Ref]]] = field(default_factory=dict)
     functions: Dict[str, FunctionSummary] = field(default_factory=dict)
     calls: List[CallSummary] = field(default_factory=list)
+    # module-level names bound once (what another module imports): name -> value, and
+    # those whose start() runs at import time
+    globals: Dict[str, Ref] = field(default_factory=dict)
+    started_globals: List[str] = field(default_factory=list)
     escaped: Set[str] = field(default_factory=set)  # functions read as values, not called
     attribute_calls: Set[str] = field(default_factory=set)  # `<unknown>.name(...)` names
     has_listeners: bool = False
@@ -95,6 +99,8 @@ class ModuleSummary:
                 [c.callee, [_ref_out(r) for r in c.args], {k: _ref_out(v) for k, v in c.keywords.items()}, c.starred]
                 for c in self.calls
             ],
+            "globals": {k: _ref_out(v) for k, v in self.globals.items()},
+            "started_globals": list(self.started_globals),
             "escaped": sorted(self.escaped),
             "attribute_calls": sorted(self.attribute_calls),
             "has_listeners": self.has_listeners,
@@ -113,6 +119,8 @@ class ModuleSummary:
             functions={q: _function_in(f) for q, f in data["functions"].items()},
             calls=[CallSummary(c[0], [_ref_in(r) for r in c[1]], {k: _ref_in(v) for k, v in c[2].items()}, c[3])
                    for c in data["calls"]],
+            globals={k: _ref_in(v) for k, v in data["globals"].items()},
+            started_globals=list(data["started_globals"]),
             escaped=set(data["escaped"]),
             attribute_calls=set(data["attribute_calls"]),
             has_listeners=data["has_listeners"],
@@ -175,7 +183,25 @@ class _Summarizer:
                 self._function(stmt)
         self._calls()
         self._reads()
+        self._globals()
         return summary
+
+    def _globals(self) -> None:
+        """Module-level clients another module may import, and which start at import."""
+        model, summary = self.model, self.summary
+        scope = model.module_scope
+        for name, values in scope.bindings.items():
+            if len(values) == 1 and isinstance(values[0], ast.expr) and not name.startswith("__"):
+                ref = self.describe(values[0], scope)
+                if ref is not None and ref[0] in ("client", "call"):
+                    summary.globals[name] = ref
+        for stmt in model.tree.body:  # top-level statements run at import (not under a __main__ guard)
+            call = stmt.value if isinstance(stmt, ast.Expr) else None
+            if (
+                isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "start"
+                and isinstance(call.func.value, ast.Name) and call.func.value.id in summary.globals
+            ):
+                summary.started_globals.append(call.func.value.id)
 
     def _project_name(self, qualified: str) -> bool:
         """Could `qualified` name something of this project (not the stdlib, not kazoo)?"""

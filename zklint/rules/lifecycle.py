@@ -1623,8 +1623,9 @@ class ClientSharedAcrossFork(Rule):
         "raise). Silent when the child (or a pool initializer, or that function) rebinds the client. "
         "Web applications are not flagged: gunicorn imports the application after forking unless "
         "`preload_app` is set, uWSGI before unless `lazy-apps` is set, which the module does not show. "
-        "The other side of the fork (a client imported from another module, a fork in another module) "
-        "is not seen."
+        "A client imported from another module of the project is seen when that module starts it at "
+        "import time (the project layer says so); a fork in another module that runs this module's "
+        "functions in its children is not followed."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -1637,7 +1638,7 @@ class ClientSharedAcrossFork(Rule):
             by_scope.setdefault(id(site.scope.node), []).append((site.node, key, method))
         self._by_scope = by_scope
         self._add_factory_starts(starts)
-        if not starts:
+        if not starts and not model.facts.module_clients:
             return
         self._starts = starts
         reported = set()
@@ -1977,9 +1978,12 @@ class ClientSharedAcrossFork(Rule):
             for stmt in child.statements:
                 yield from own_descendants(stmt)
 
-    def _started_before(self, key: ClientKey, child: _Child) -> Optional[ast.Call]:
-        """A start() of `key` that runs before the fork, if the module shows one."""
+    def _started_before(self, key: ClientKey, child: _Child) -> Optional[ast.AST]:
+        """A start() of `key` that runs before the fork, if the module shows one (or the
+        import of a client another module of the project starts when it is imported)."""
         model = self.model
+        if model.imported_client_started(key):
+            return self._import_of(key.name)
         for start in self._starts.get(key, ()):
             start_scope = self._scope_of_call(start)
             if start_scope is None:
@@ -2002,6 +2006,14 @@ class ClientSharedAcrossFork(Rule):
                 and flow.block_of(flow.statement_of(start)).owner is None
             ):
                 return start  # __init__ runs before any other method of the instance forks
+        return None
+
+    def _import_of(self, name: str) -> Optional[ast.stmt]:
+        for stmt in self.model.tree.body:
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)) and any(
+                (alias.asname or alias.name.partition(".")[0]) == name for alias in stmt.names
+            ):
+                return stmt
         return None
 
     def _in_class(self, child: _Child, cls: Scope) -> bool:
