@@ -354,8 +354,6 @@ def bench_cache(report: Report, runs: int, tree: str, files: List[str]) -> None:
             counter[0] += 1  # a new digest every run: that file (and its dependents) re-checked
             with open(edited, "wb") as handle:
                 handle.write(original + f"\n# edited {counter[0]}\n".encode())
-        elif name == "cold (--no-cache)":
-            shutil.rmtree(cache, ignore_errors=True)
 
     commands = {
         "cold (--no-cache)": ZKLINT + [tree],

@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from zklint.engine import FileReport, check_bytes, internal_error
 from zklint.facts import ModuleFacts
 from zklint.files import Excluder, discover
-from zklint.project import Project
+from zklint.project import KAZOO_MARKER, Project
 from zklint.project.cache import Cache, cache_dir_for
 from zklint.project.layout import Layout
 from zklint.rules import all_rules
@@ -163,6 +163,7 @@ class Projects:
         self.cache = cache
         self.by_root: Dict[str, Project] = {}
         self._of_file: Dict[str, Project] = {}
+        self._walked: set = set()  # roots walked to find the files being checked
 
     def project_of(self, path: str, walked_from: Optional[str]) -> Project:
         """The project of a file to check. Without a root marker above it, the project is
@@ -186,15 +187,30 @@ class Projects:
                 cache = Cache(cache_dir_for(root, self.cache.directory), root)
             project = self.by_root[root] = Project(root, self.layout, cache)
             project.recursive = recursive  # type: ignore[attr-defined]
+        if walked_from is not None and os.path.abspath(walked_from) == root:
+            self._walked.add(root)  # its files are the ones being checked: no second walk
         self._of_file[key] = project
         return project
 
     def read_all(self, given: Sequence[Tuple[str, bytes]]) -> None:
-        """Read every project's modules (the files given first, as they are now)."""
+        """Read every project's modules (the files given first, as they are now). A project
+        none of whose files names kazoo is left empty: no client can reach its files."""
+        files: Dict[str, List[Tuple[str, bytes]]] = {root: [] for root in self.by_root}
+        seen = set()
         for path, raw in given:
-            self._of_file[os.path.abspath(path)].add(path, raw)
-        for project in self.by_root.values():
-            project.scan(self._project_files(project), _read_bytes)
+            key = os.path.abspath(path)
+            seen.add(key)
+            files[self._of_file[key].root].append((path, raw))
+        for root, project in self.by_root.items():
+            if root not in self._walked:
+                for path in self._project_files(project):
+                    if os.path.abspath(path) not in seen:
+                        raw = _read_bytes(path)
+                        if raw is not None:
+                            files[root].append((path, raw))
+            if any(KAZOO_MARKER in raw for _, raw in files[root]):
+                for path, raw in files[root]:
+                    project.add(path, raw)
 
     def _project_files(self, project: Project):
         if getattr(project, "recursive", True):

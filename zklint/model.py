@@ -222,6 +222,8 @@ class ModuleModel:
         same model with the project's: the collector's walk and the index are kept.
         """
         assert facts.module == self.facts.module and facts.is_package == self.facts.is_package
+        if facts == self.facts:
+            return  # nothing new: every answer given so far stands
         self.facts = facts
         self._qualnames.clear()
         self._local_quals = None

@@ -388,23 +388,39 @@ class Solution:
         prefixes = {module} | {self.canonical(t) for t in summary.imports.values()} | set(summary.imports.values())
         client_params = frozenset((q, name) for q, name in self.client_params if q in own)
         takes_clients = bool(client_params) or any(f.annotated_clients for f in summary.functions.values())
+        # What the module's model works out by itself is left out (so that a module the
+        # project tells nothing new keeps the answers it gave while it was summarised):
+        # its own factories that do not start the client and return only what it builds,
+        # its classes' own client attributes, its own functions that block themselves.
+        factories = {q: self.factories[q] for p in prefixes | targets for q in self._under("factories", p)}
+        for qual in own:
+            if qual in factories and not factories[qual]:
+                if all(r is not None and r[0] == "client" for r in summary.functions[qual].returns):
+                    del factories[qual]
+        client_attrs = {}
+        for qual in summary.classes:
+            inherited = self.client_attrs.get(qual, set()) - set(summary.attributes.get(qual, ()))
+            if inherited:
+                client_attrs[qual] = frozenset(inherited)
+        blocking = {q: self.blocking[q] for q in targets | own if q in self.blocking}
+        for qual in own:
+            if qual in blocking and summary.functions[qual].blocking:
+                del blocking[qual]
         return ModuleFacts(
             module=module,
             is_package=summary.is_package,
             aliases=aliases,
             client_classes=frozenset(q for p in prefixes for q in self._under("client_classes", p)),
-            factories={q: self.factories[q] for p in prefixes | targets for q in self._under("factories", p)},
+            factories=factories,
             client_params=client_params,
             param_effects=self._by_slot(self.param_effects, targets | own),
-            client_attrs={
-                q: frozenset(self.client_attrs[q]) for q in summary.classes if self.client_attrs.get(q)
-            },
+            client_attrs=client_attrs,
             # asked only of parameters that hold a client (ZK102/ZK105: who else may listen)
             visible_callers=frozenset(q for q in own if q in self.visible) if takes_clients else frozenset(),
             kept_defaults=frozenset(k for k in self.kept_defaults() if k[0] in own),
             module_clients={q: self.module_clients[q] for q in targets if q in self.module_clients},
             project_has_listeners=self.has_listeners if takes_clients else True,
-            blocking={q: self.blocking[q] for q in targets | own if q in self.blocking},
+            blocking=blocking,
             synchronous=self._by_slot(self.synchronous, targets | own),
         )
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
 from zklint.facts import OWNS, USES
-from zklint.kazoo_api import SYNC_CLIENT_OPS, Api
+from zklint.kazoo_api import BLOCKING_FUNCTIONS, BLOCKING_METHODS, SYNC_CLIENT_OPS, Api
 from zklint.model import ModuleModel, Scope, _escapes_before_return, _own_client_branch, own_nodes
 
 Ref = Optional[tuple]
@@ -35,6 +35,7 @@ Ref = Optional[tuple]
 LIFECYCLE_METHODS = frozenset({"start", "start_async", "restart", "stop", "close", "add_listener", "remove_listener"})
 _STDLIB = frozenset(getattr(sys, "stdlib_module_names", ())) | {"kazoo", "builtins"}
 _MAX_DEPTH = 20
+_UNSET = object()
 
 
 @dataclass
@@ -169,6 +170,7 @@ class _Summarizer:
         self.top = module.split(".")[0]
         self.depth = 0
         self.api = Api(model)
+        self._callees: Dict[int, Optional[str]] = {}
         self._reads_by_function: Optional[Dict[int, list]] = None
 
     def run(self) -> ModuleSummary:
@@ -261,24 +263,35 @@ class _Summarizer:
             (model.qualname(d) or getattr(d, "id", "")) in ("property", "functools.cached_property", "cached_property")
             for d in node.decorator_list
         )
-        own = list(own_nodes(node))
-        plain = isinstance(node, ast.FunctionDef) and not any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in own)
-        if plain:
-            returns = [n.value for n in own if isinstance(n, ast.Return) and n.value is not None]
+        # one pass over the body: its calls, returns and whether it is a generator
+        calls: List[ast.Call] = []
+        returns: List[ast.expr] = []
+        generator = False
+        Call, Return, Yield, YieldFrom = ast.Call, ast.Return, ast.Yield, ast.YieldFrom
+        for n in own_nodes(node):
+            kind = n.__class__
+            if kind is Call:
+                calls.append(n)
+            elif kind is Return:
+                if n.value is not None:
+                    returns.append(n.value)
+            elif kind is Yield or kind is YieldFrom:
+                generator = True
+        if isinstance(node, ast.FunctionDef) and not generator:
             if not _escapes_before_return(node, returns):  # handed to an owner before it is returned
                 summary.returns = [self.describe(value, scope) for value in returns]
-            summary.starts_returned = bool(returns) and all(_started_in(own, value) for value in returns)
+            summary.starts_returned = bool(returns) and all(_started_in(calls, value) for value in returns)
         self._parameter_effects(node, scope, summary)
-        self._waits(own, scope, summary)
+        self._waits(calls, scope, summary)
         self.summary.functions[qual] = summary
 
-    def _waits(self, own: List[ast.AST], scope: Scope, summary: FunctionSummary) -> None:
+    def _waits(self, calls: List[ast.Call], scope: Scope, summary: FunctionSummary) -> None:
         """What in the body blocks (for callbacks that call this function from elsewhere)."""
         api = self.api
         params = {p for p in summary.params + summary.kwonly if len(scope.bindings.get(p, ())) == 1}
         callees: List[str] = []
-        for node in sorted((n for n in own if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset)):
-            if summary.blocking is None:
+        for node in sorted(calls, key=lambda n: (n.lineno, n.col_offset)):
+            if summary.blocking is None and _last_name(node.func) in _BLOCKING_NAMES:
                 verb = api.blocking_call(node, scope)
                 if verb is not None:
                     summary.blocking = [f"{_call_text(node)} on line {node.lineno}", verb]
@@ -288,10 +301,18 @@ class _Summarizer:
                 and func.attr in SYNC_CLIENT_OPS and func.value.id not in summary.synchronous
             ):
                 summary.synchronous[func.value.id] = f"{func.value.id}.{func.attr}() on line {node.lineno}"
-            callee = self.model.callee(func, scope)
+            callee = self._callee(func, scope)
             if callee is not None and self._project_name(callee) and callee not in callees:
                 callees.append(callee)
         summary.callees = callees
+
+    def _callee(self, func: ast.AST, scope: Scope) -> Optional[str]:
+        """`model.callee`, asked once per call (the function pass and the module's calls)."""
+        key = id(func)
+        found = self._callees.get(key, _UNSET)
+        if found is _UNSET:
+            found = self._callees[key] = self.model.callee(func, scope)
+        return found
 
     def _parameter_effects(self, node, scope: Scope, summary: FunctionSummary) -> None:
         params = [p for p in summary.params + summary.kwonly if p != scope.self_name]
@@ -379,7 +400,7 @@ class _Summarizer:
         for site in model.calls:
             call = site.node
             func = call.func
-            callee = model.callee(func, site.scope)
+            callee = self._callee(func, site.scope)
             if callee is None:
                 if isinstance(func, ast.Attribute):
                     summary.attribute_calls.add(func.attr)
@@ -492,6 +513,18 @@ class _Summarizer:
         return None
 
 
+# The last name of every call kazoo_api.blocking_call can recognise: a cheap test first.
+_BLOCKING_NAMES = frozenset(
+    [q.rpartition(".")[2] for q in BLOCKING_FUNCTIONS] + [m for methods in BLOCKING_METHODS.values() for m in methods]
+)
+
+
+def _last_name(func: ast.AST) -> Optional[str]:
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return func.id if isinstance(func, ast.Name) else None
+
+
 def _call_text(call: ast.Call) -> str:
     text = ast.unparse(call.func)
     return ("…" + text[-39:] if len(text) > 40 else text) + "()"
@@ -505,13 +538,13 @@ def _decorator_name(decorator: ast.AST) -> str:
     return getattr(decorator, "id", "")
 
 
-def _started_in(own: List[ast.AST], value: ast.AST) -> bool:
+def _started_in(calls: List[ast.Call], value: ast.AST) -> bool:
     """Does the function call ``<value>.start()`` (value a name or self.<attr>)?"""
     text = _name_text(value)
     if text is None:
         return False
-    for node in own:
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "start":
+    for node in calls:
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "start":
             if _name_text(node.func.value) == text:
                 return True
     return False
