@@ -232,8 +232,10 @@ def import_edits(source: SourceFile, tree: ast.Module, imports: Iterable[Import]
                 extended.setdefault(id(existing), (existing, []))[1].append(wanted.name)
                 continue
             line_text = f"from {wanted.module} import {wanted.name}"
-            anchor = _anchor_after(block, lambda s: isinstance(s, ast.ImportFrom) and (s.module or "").split(".")[0]
-                                   == wanted.module.split(".")[0])
+            top = wanted.module.split(".")[0]
+            anchor = _anchor_after(
+                block, lambda s, top=top: isinstance(s, ast.ImportFrom) and (s.module or "").split(".")[0] == top
+            )
         else:
             line_text = f"import {wanted.module}"
             anchor = _plain_import_anchor(block, wanted.module)

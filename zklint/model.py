@@ -1129,7 +1129,7 @@ class _ListenerAnalysis:
                 stmts = getattr(node, field_name, None)
                 if not isinstance(stmts, list):
                     continue
-                for index, stmt in enumerate(stmts[:-1]):
+                for stmt in stmts[:-1]:
                     if (
                         isinstance(stmt, ast.If) and not stmt.orelse and tests_state(stmt.test)
                         and isinstance(stmt.body[-1], (ast.Return, ast.Raise, ast.Continue, ast.Break))

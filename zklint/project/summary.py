@@ -448,7 +448,7 @@ class _Summarizer:
                 qual = model.qualname(read)
                 if qual is not None and self._project_name(qual):
                     summary.escaped.add(qual)
-        for node, scope in model.scopes.items():
+        for node in model.scopes:
             decorators = getattr(node, "decorator_list", ())
             if any(isinstance(d, ast.Attribute) and d.attr == "add_listener" for d in decorators):
                 summary.has_listeners = True
