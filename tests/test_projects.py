@@ -180,3 +180,16 @@ def test_each_file_follows_the_pyproject_nearest_to_it(tmp_path, capsys, monkeyp
     # the same file checked on its own follows the same table
     alone = cli_findings(["--no-cache", "quiet/app.py"], capsys, tmp_path, monkeypatch)
     assert not any(code == "ZK401" for _, _, code in alone)
+
+
+@pytest.mark.parametrize("project", ["factory"], indirect=True)
+def test_stdin_with_a_filename_is_checked_as_that_file_of_its_project(project, capsys, monkeypatch):
+    text = (project / "src" / "jobs" / "sweep.py").read_bytes()
+    monkeypatch.chdir(project)
+    forget_projects()
+    monkeypatch.setattr("sys.stdin", type("In", (), {"buffer": __import__("io").BytesIO(text)})())
+    result = run_main(["check", "--no-cache", "--output-format", "concise", "-", "--stdin-filename",
+                       "src/jobs/sweep.py"], capsys)
+    forget_projects()
+    found = {(int(m.group("line")), m.group("code")) for m in FINDING.finditer(result.out)}
+    assert found == {(line, code) for rel, line, code in expectations(project) if rel == "src/jobs/sweep.py"}

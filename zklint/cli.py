@@ -8,7 +8,7 @@ import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from zklint import __version__
-from zklint.checking import CacheOptions, Job, check_files
+from zklint.checking import CacheOptions, Job, check_files, facts_for_file
 from zklint.config import ConfigError, Settings, find_pyproject, load_settings, split_codes
 from zklint.engine import FileReport, RuleSelection, UnknownSelector, check_bytes
 from zklint.files import Excluder, discover
@@ -286,7 +286,12 @@ def _check_stdin(args, settings: Settings, out, err) -> int:
     raw = sys.stdin.buffer.read()
     ignored = settings.ignored_for(name) if args.stdin_filename else []
     codes = _selection(settings, ignored).rules()
-    report = check_bytes(raw, name, codes, settings.options, fix=args.fix or args.diff, unsafe_fixes=args.unsafe_fixes)
+    facts = None
+    if args.stdin_filename:
+        # the text stands in for that file of its project, as an editor's buffer does
+        facts = facts_for_file(args.stdin_filename, raw, use_cache=not args.no_cache)
+    report = check_bytes(raw, name, codes, settings.options, fix=args.fix or args.diff, unsafe_fixes=args.unsafe_fixes,
+                         facts=facts)
     for message in report.errors:
         err.write(f"{name}: error: {message}\n")
     if not args.diff:
