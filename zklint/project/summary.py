@@ -311,7 +311,17 @@ class _Summarizer:
         key = id(func)
         found = self._callees.get(key, _UNSET)
         if found is _UNSET:
-            found = self._callees[key] = self.model.callee(func, scope)
+            base = func
+            while base.__class__ is ast.Attribute:
+                base = base.value
+            if func.__class__ is ast.Attribute and (
+                base.__class__ is not ast.Name
+                or (base.id not in self.model.imports and self.model.class_for_self(base.id, scope) is None)
+            ):
+                found = None  # `data.decode()`, `zk.get()`: a method of a value, nothing the project names
+            else:
+                found = self.model.callee(func, scope)
+            self._callees[key] = found
         return found
 
     def _parameter_effects(self, node, scope: Scope, summary: FunctionSummary) -> None:
@@ -419,9 +429,18 @@ class _Summarizer:
         """Functions read as values (their callers may be anywhere), and listeners."""
         model, summary = self.model, self.summary
         parents = model.parents()
+        # only names that can stand for a function: defs of the module, and imports
+        defined = {node.name for node in model.scopes if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        imported = model.imports
+        Name, Attribute = ast.Name, ast.Attribute
         for read, scope in model.reads:
-            if read.__class__ is ast.Attribute and read.attr == "add_listener":
-                summary.has_listeners = True
+            if read.__class__ is Attribute:
+                if read.attr == "add_listener":
+                    summary.has_listeners = True
+                if read.attr not in defined and not (read.value.__class__ is Name and read.value.id in imported):
+                    continue
+            elif read.__class__ is Name and read.id not in defined and read.id not in imported:
+                continue
             parent = parents.get(id(read))
             if isinstance(parent, ast.Call) and parent.func is read:
                 continue
