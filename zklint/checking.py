@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from zklint.engine import FileReport, check_bytes, internal_error
 from zklint.facts import ModuleFacts
 from zklint.files import Excluder, discover
-from zklint.project import KAZOO_MARKER, Project
+from zklint.project import KAZOO_MARKER, Project, read_bytes
 from zklint.project.cache import Cache, cache_dir_for
 from zklint.project.layout import Layout
 from zklint.rules import all_rules
@@ -205,7 +205,7 @@ class Projects:
             if root not in self._walked:
                 for path in self._project_files(project):
                     if os.path.abspath(path) not in seen:
-                        raw = _read_bytes(path)
+                        raw = read_bytes(path)
                         if raw is not None:
                             files[root].append((path, raw))
             if any(KAZOO_MARKER in raw for _, raw in files[root]):
@@ -234,14 +234,6 @@ class Projects:
                 project.save_cache()
 
 
-def _read_bytes(path: str) -> Optional[bytes]:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError:
-        return None
-
-
 def check_files(
     jobs: List[Job],
     walked_from: Dict[str, Optional[str]],
@@ -255,7 +247,7 @@ def check_files(
     unread: Dict[str, FileReport] = {}
     for job in jobs:
         projects.project_of(job.path, walked_from.get(job.path))
-        raw = _read_bytes(job.path)
+        raw = read_bytes(job.path)
         if raw is None:
             unread[job.path] = run_job(job)  # the reading error, as a report
         else:
@@ -390,13 +382,13 @@ def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = Tr
         project.recursive = recursive  # type: ignore[attr-defined]
         holder = Projects(excluder, CacheOptions(enabled=use_cache))
         holder.by_root[root] = project
-        project.scan(holder._project_files(project), _read_bytes)
+        project.scan(holder._project_files(project), read_bytes)
         project.summarize_missing()
         project.save_cache()
     if text is not None:
         project.add(key, text, unsaved=True)
     elif key not in project.files:
-        raw = _read_bytes(key)
+        raw = read_bytes(key)
         if raw is None:
             return None
         project.add(key, raw)
@@ -410,7 +402,7 @@ def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = Tr
 def refresh_file(path: str) -> None:
     """Take a file in again as it is on disk (an editor closed it, or it changed there)."""
     key = os.path.abspath(path)
-    raw = _read_bytes(key)
+    raw = read_bytes(key)
     for project in _OPEN_PROJECTS.values():
         if key in project.files and raw is not None:
             project.add(key, raw)

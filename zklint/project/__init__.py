@@ -150,7 +150,7 @@ class Project:
 
     def _identifiers(self, entry: ModuleFile) -> FrozenSet[bytes]:
         if entry.identifiers is None:
-            raw = entry.text if entry.text is not None else _read(entry.path)
+            raw = entry.text if entry.text is not None else read_bytes(entry.path)
             entry.identifiers = frozenset(_IDENTIFIER.findall(raw or b""))
         return entry.identifiers
 
@@ -176,7 +176,7 @@ class Project:
         """Summarise, in this process, every file that needs it (flake8, the language server)."""
         while True:
             for entry in self.missing():
-                raw = entry.text if entry.text is not None else _read(entry.path)
+                raw = entry.text if entry.text is not None else read_bytes(entry.path)
                 self.set_summary(entry, summarize_bytes(raw, entry) if raw is not None else None)
             if not self.pull_in_wrappers():
                 return
@@ -209,7 +209,8 @@ class Project:
             self.cache.save({f.digest for f in self.files.values()})
 
 
-def _read(path: str) -> Optional[bytes]:
+def read_bytes(path: str) -> Optional[bytes]:
+    """A file's bytes, or None when it cannot be read (it is then left out)."""
     try:
         with open(path, "rb") as handle:
             return handle.read()
