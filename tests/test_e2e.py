@@ -301,3 +301,17 @@ def test_pre_commit_fix_hook_rewrites_files(hook_repo, tmp_path):
         if expected.exists():
             assert (work / path.name).read_bytes() == expected.read_bytes(), path.name
     assert not [p for p in os.listdir(work) if p.startswith(".zklint-")]
+
+
+def test_a_project_with_an_http_package_at_its_root(tmp_path):
+    """`python -m zklint` puts the current directory first on sys.path: a project whose
+    root holds a package named like a standard module zklint imports (`http/`, as
+    bsc-s2/pykit does) must still be checked."""
+    from tests.cli_support import FIXTURES, clean_env, run
+
+    (tmp_path / "http").mkdir()
+    (tmp_path / "http" / "__init__.py").write_text("raise ImportError('the project, not the stdlib')\n")
+    (tmp_path / "app.py").write_bytes((FIXTURES / "ZK401" / "bad_alias_imports.py").read_bytes())
+    result = run([sys.executable, "-m", "zklint", "check", "--no-cache", "."], tmp_path, env=clean_env())
+    assert result.code == 1, result.err
+    assert "ZK401" in result.out

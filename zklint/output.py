@@ -28,7 +28,6 @@ import re
 import unicodedata
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, TextIO, Tuple
 from urllib.parse import quote
-from urllib.request import pathname2url
 
 from zklint import __version__
 from zklint.engine import FileReport
@@ -343,6 +342,11 @@ def sarif_log(reports: Sequence[FileReport]) -> dict:
                 }
             ]
         results.append(result)
+    # Imported here, not at the top: urllib.request imports http.client, and run as
+    # `python -m zklint` from a project whose root holds an `http/` package that
+    # package would shadow the standard library's for every check, not only SARIF output.
+    from urllib.request import pathname2url
+
     root = pathname2url(os.path.abspath(os.getcwd()))
     return {
         "$schema": SARIF_SCHEMA,
