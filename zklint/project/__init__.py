@@ -200,9 +200,34 @@ class Project:
         if entry is None:
             return None
         solution = self.solution()
-        if entry.module in solution.ambiguous and entry.summary is not None:
-            return solve_alone(entry.summary)  # a name shared by two files: on its own
+        if solution.ambiguous:
+            # Two files share a module name (scripts of the same name in two directories):
+            # a file imported from a directory holding one of them sees that one, as
+            # Python would with that directory first on sys.path.
+            home = self.layout.import_root_of(entry.path)
+            if home in self._ambiguous_homes(solution):
+                return self._home_solution(home, solution).view(entry.module)
         return solution.view(entry.module)
+
+    def _ambiguous_homes(self, solution: Solution) -> Set[str]:
+        return {
+            self.layout.import_root_of(f.path) for f in self.files.values()
+            if f.summary is not None and f.module in solution.ambiguous
+        }
+
+    def _home_solution(self, home: str, solution: Solution) -> Solution:
+        """The project as seen from import root `home`: its own modules, and the others'
+        whose names are not shared."""
+        cache = self.__dict__.setdefault("_homes", {})
+        found = cache.get(home)
+        if found is None or found[0] is not solution:
+            own = [f.summary for f in self.files.values()
+                   if f.summary is not None and self.layout.import_root_of(f.path) == home]
+            names = {s.module for s in own}
+            others = [f.summary for f in self.files.values() if f.summary is not None
+                      and f.summary.module not in names and f.summary.module not in solution.ambiguous]
+            found = cache[home] = (solution, Solution(own + others, mentioned_outside=self._mentioned_outside))
+        return found[1]
 
     def save_cache(self) -> None:
         if self.cache is not None:

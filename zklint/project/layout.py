@@ -45,6 +45,14 @@ class Layout:
             known = self._packages[directory] = os.path.isfile(os.path.join(directory, "__init__.py"))
         return known
 
+    def import_root_of(self, path: str) -> str:
+        """The directory `path`'s module is imported from: the first one above it that is
+        not a package (a script's own directory; `src/` or the root for a package)."""
+        directory = os.path.dirname(os.path.abspath(path))
+        while self._is_package(directory) and directory != os.path.dirname(directory):
+            directory = os.path.dirname(directory)
+        return directory
+
     def module_of(self, path: str, root: str) -> Tuple[str, bool]:
         """(dotted module name, is a package's __init__) for a file of the project at `root`.
 
