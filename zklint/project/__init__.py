@@ -25,7 +25,7 @@ from zklint.facts import ModuleFacts
 from zklint.model import ModuleModel
 from zklint.project.cache import Cache, digest
 from zklint.project.layout import Layout
-from zklint.project.solve import Solution, solve_alone
+from zklint.project.solve import Solution
 from zklint.project.summary import ModuleSummary, summarize
 from zklint.source import SourceFile, parse_module
 
