@@ -171,6 +171,7 @@ class _Summarizer:
         self.depth = 0
         self.api = Api(model)
         self._callees: Dict[int, Optional[str]] = {}
+        self._stopped: Optional[Set[str]] = None
         self._reads_by_function: Optional[Dict[int, list]] = None
 
     def run(self) -> ModuleSummary:
@@ -305,6 +306,17 @@ class _Summarizer:
             if callee is not None and self._project_name(callee) and callee not in callees:
                 callees.append(callee)
         summary.callees = callees
+
+    def _lazy_global(self, name: str, scope: Scope) -> Ref:
+        """``global _zk; _zk = KazooClient(...); _zk.start(); return _zk``: a module-level
+        client built (lazily) by the function. The caller shares it with the module; when the
+        module never stops it, nobody but the caller can: it is the caller's client."""
+        values = scope.bindings.get(name, ())
+        if not values or not all(isinstance(v, ast.expr) and self.model.is_client_expr(v, scope) for v in values):
+            return None
+        if self._stopped is None:
+            self._stopped = _stopped_names(self.model)
+        return None if name in self._stopped else ("client",)
 
     def _callee(self, func: ast.AST, scope: Scope) -> Optional[str]:
         """`model.callee`, asked once per call (the function pass and the module's calls)."""
@@ -514,6 +526,8 @@ class _Summarizer:
                 return ("byo", inner) if inner is not None else None
             return None
         if isinstance(expr, ast.Name):
+            if expr.id in scope.global_names and scope.kind == "function":
+                return self._lazy_global(expr.id, scope)
             owner = model.lookup(expr.id, scope)
             if owner is None:
                 return None
@@ -547,6 +561,14 @@ def _last_name(func: ast.AST) -> Optional[str]:
 def _call_text(call: ast.Call) -> str:
     text = ast.unparse(call.func)
     return ("…" + text[-39:] if len(text) > 40 else text) + "()"
+
+
+def _stopped_names(model: ModuleModel) -> Set[str]:
+    """Names the module calls or passes ``<name>.stop`` on anywhere."""
+    return {
+        read.value.id for read, _ in model.reads
+        if read.__class__ is ast.Attribute and read.attr == "stop" and read.value.__class__ is ast.Name
+    }
 
 
 def _decorator_name(decorator: ast.AST) -> str:

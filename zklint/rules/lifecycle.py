@@ -299,6 +299,32 @@ class ClientNotStopped(Rule):
                 finding = None
             if finding is not None:
                 yield finding
+        yield from self._never_read(index)
+
+    def _never_read(self, index: _Uses) -> Iterator[Finding]:
+        """``zk = connect(hosts)`` (a factory that starts the client) and `zk` never read
+        again: nothing can stop it. (A client that is read has its uses above.)"""
+        model = self.model
+        for assign, scope in model.assignments:
+            call = assign.value
+            if (
+                call.__class__ is not ast.Call or len(assign.targets) != 1
+                or assign.targets[0].__class__ is not ast.Name or not model.project_factory(call, scope)
+            ):
+                continue
+            key = model.client_key(assign.targets[0], scope)
+            if key is None or key in index.by_key or key.scope is not scope:
+                continue
+            if len(scope.bindings.get(key.name, ())) != 1:
+                continue
+            start = [Use(call, scope, "attr", "start", call)]
+            finding = None
+            if scope.kind == "function":
+                finding = self._check_function(key, start, start)
+            elif scope.kind == "module":
+                finding = self._check_module(key, start, start)
+            if finding is not None:
+                yield finding
 
     # -- scopes
 
