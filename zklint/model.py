@@ -266,7 +266,9 @@ class ModuleModel:
         if base is None:
             return None
         bindings = self.module_scope.bindings.get(expr.id, ())
-        if any(value is not _IMPORT for value in bindings):
+        # An optional dependency (`except ImportError: KazooClient = None`) still names the
+        # import wherever it is called: called, None would have raised.
+        if any(value is not _IMPORT and not _is_none(value) for value in bindings):
             return None
         parts.append(base)
         qualified = ".".join(reversed(parts))
@@ -1594,6 +1596,10 @@ def _absolute_module(facts: ModuleFacts, level: int, module: Optional[str]) -> O
     if module:
         base = base + [module]
     return ".".join(base) if base else None
+
+
+def _is_none(value: Optional[ast.AST]) -> bool:
+    return isinstance(value, ast.Constant) and value.value is None
 
 
 def _is_parameter(value: Optional[ast.AST], scope: Scope) -> bool:

@@ -131,6 +131,13 @@ def _owned(model: ModuleModel, uses: List[Use]) -> bool:
     return all(model.is_client_expr(call, scope) for call, scope in constructions)
 
 
+def _brings_own(model: ModuleModel, uses: List[Use]) -> bool:
+    """Does the variable also hold a client the code was given (bring your own client)?"""
+    everything = model.constructions(uses[0].node, uses[0].scope) if uses else None
+    owned = model.constructions(uses[0].node, uses[0].scope, own_only=True) if uses else None
+    return everything is None and owned is not None
+
+
 def _started_by_factory(model: ModuleModel, key: ClientKey, uses: List[Use]) -> List[Use]:
     """``zk = connect(hosts)`` where the project shows `connect` starting the client it
     returns: the call is the start (as a use of its own, at the call)."""
@@ -275,7 +282,9 @@ class ClientNotStopped(Rule):
         "that ends the function), the atexit fix only when start() is a statement; a "
         "`connected` test combined with other conditions (`and`) is left in place (the "
         "try/finally fix then adds an unconditional stop around it). A start() directly "
-        "followed by stop() is not reported."
+        "followed by stop() is not reported. A class that uses the caller's client or builds "
+        "its own (`self.zk = zk` in one branch) is reported when it never stops the one it "
+        "builds, without a fix: a stop registered after start() would stop the caller's too."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -411,6 +420,10 @@ class ClientNotStopped(Rule):
         # exit is sure not to come earlier than the class meant.
         flow = _flow(self.model, starts[0].scope)
         build, imports = _atexit_fix(self.model, flow, starts[0], text) if flow is not None else (None, ())
+        if _brings_own(self.model, uses):
+            # `self.zk = zk` in one branch: a stop registered after start() would stop the
+            # caller's client too; which one to stop is the class's decision
+            build, imports = None, ()
         return self.finding(starts[0].call, message, _ATEXIT_TITLE, build, imports)
 
     @staticmethod
