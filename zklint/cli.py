@@ -204,30 +204,26 @@ def check_command(args: argparse.Namespace) -> int:
     walked_from: Dict[str, Optional[str]] = {}
     errors: List[Tuple[str, str]] = []
     selections: Dict[Tuple[int, Tuple[str, ...]], Tuple[str, ...]] = {}
-    seen = set()
-    for given in paths:
-        for path, problem in discover([given], excluder):
-            key = os.path.realpath(path)
-            if key in seen:
-                continue
-            seen.add(key)
-            if problem is not None:
-                errors.append((path, problem))
-                continue
-            try:
-                file_settings = resolver.for_path(path)
-                if file_settings is not settings and _excluder(file_settings).excluded_with_parents(path):
-                    continue  # a nested pyproject.toml excludes it
-                ignored = tuple(file_settings.ignored_for(path))
-                selection = (id(file_settings), ignored)
-                if selection not in selections:
-                    selections[selection] = tuple(_selection(file_settings, ignored).codes)
-            except (ConfigError, UnknownSelector) as exc:
-                errors.append((path, str(exc)))
-                continue
-            walked_from[path] = given if os.path.isdir(given) else None
-            jobs.append(Job(path, selections[selection], file_settings.options, args.fix, args.unsafe_fixes,
-                            args.diff, edits=_wants_edits(args)))
+    # the directories named on the command line: a file found in one was walked from it
+    walked_dirs = [(given, os.path.join(given, "")) for given in paths if os.path.isdir(given)]
+    for path, problem in discover(paths, excluder):
+        if problem is not None:
+            errors.append((path, problem))
+            continue
+        try:
+            file_settings = resolver.for_path(path)
+            if file_settings is not settings and _excluder(file_settings).excluded_with_parents(path):
+                continue  # a nested pyproject.toml excludes it
+            ignored = tuple(file_settings.ignored_for(path))
+            selection = (id(file_settings), ignored)
+            if selection not in selections:
+                selections[selection] = tuple(_selection(file_settings, ignored).codes)
+        except (ConfigError, UnknownSelector) as exc:
+            errors.append((path, str(exc)))
+            continue
+        walked_from[path] = next((given for given, prefix in walked_dirs if path.startswith(prefix)), None)
+        jobs.append(Job(path, selections[selection], file_settings.options, args.fix, args.unsafe_fixes,
+                        args.diff, edits=_wants_edits(args)))
     # --diff promises to write nothing: it reads the cache but leaves it as it was.
     cache = CacheOptions(enabled=not args.no_cache, directory=args.cache_dir, write=not args.diff)
     reports = check_files(jobs, walked_from, excluder, args.jobs or os.cpu_count() or 1, cache)
