@@ -283,6 +283,11 @@ def check_files(
     reports: Dict[str, FileReport] = {}
     second: List[Job] = []
     pending: List[Tuple[Job, Project, str]] = []
+    known: Dict[str, Tuple[str, Optional[Dict[str, str]], Dict[str, str]]] = {}  # root -> key, cached, new
+    for root, project in projects.by_root.items():
+        if project.cache is not None and project.files:
+            key = project.facts_key()
+            known[root] = (key, project.cache.view_fingerprints(key), {})
     for job in jobs:
         if job.path in unread:
             continue
@@ -292,8 +297,14 @@ def check_files(
         if entry is None or (entry.summary is None and not entry.names_kazoo):
             reports[job.path] = first_reports.get(key) or FileReport(job.path)
             continue  # never names kazoo and nothing passes through it: nothing to find
-        facts = project.facts_for(job.path)
-        fingerprint = facts.fingerprint()
+        facts = None
+        remembered = known.get(project.root)
+        fingerprint = remembered[1].get(entry.path) if remembered and remembered[1] else None
+        if fingerprint is None:  # settle the project's facts (once, on the first file that needs them)
+            facts = project.facts_for(job.path)
+            fingerprint = facts.fingerprint()
+            if remembered:
+                remembered[2][entry.path] = fingerprint
         early = first_reports.get(key)
         if early is not None and (early.errors or early.facts_fingerprint == fingerprint):
             reports[job.path] = early
@@ -303,6 +314,8 @@ def check_files(
         if cached is not None:
             reports[job.path] = cached
             continue
+        if facts is None:
+            facts = project.facts_for(job.path)
         second.append(_replace(job, facts=facts, summarize_as=None))
         pending.append((job, project, fingerprint))
     for (job, project, fingerprint), report in zip(pending, run_jobs(second, processes)):
@@ -310,6 +323,9 @@ def check_files(
         entry = project.module_file(job.path)
         if entry is not None:
             _remember(project, entry.digest, fingerprint, job, report)
+    for root, (key, _, fingerprints) in known.items():
+        if fingerprints:
+            projects.by_root[root].cache.put_view_fingerprints(key, fingerprints)
     projects.save()
     reports.update(unread)
     return [reports[job.path] for job in jobs]

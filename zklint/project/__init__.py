@@ -16,6 +16,7 @@ process. Summaries and findings are cached on disk (`cache.py`).
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class ModuleFile:
     digest: str
     names_kazoo: bool
     summary: Optional[ModuleSummary] = None
+    summary_digest: Optional[str] = None  # of the summary itself: what the project's facts depend on
     unreadable: bool = False  # could not be summarised (syntax error...): no facts from it
     # For a file that never names kazoo: the identifiers it uses, read when the project
     # needs them; and whether it is summarised anyway (it wraps or re-exports what the
@@ -66,6 +68,7 @@ class Project:
         self.cache = cache
         self.files: Dict[str, ModuleFile] = {}  # absolute path -> file
         self._solution: Optional[Solution] = None
+        self._outside: Optional[List[FrozenSet[bytes]]] = None
         self._wrapper_rounds = 0
 
     # ---- reading the project --------------------------------------------------------------
@@ -81,12 +84,12 @@ class Project:
             return known
         entry = ModuleFile(key, module, is_package, file_digest, names_kazoo, text=raw if unsaved else None)
         if self.cache is not None and names_kazoo:
-            entry.summary = self.cache.summary(file_digest)
+            self._from_cache(entry)
         if known is not None and known.wanted and not names_kazoo:
             entry.wanted = True
             entry.identifiers = frozenset(_IDENTIFIER.findall(raw))
             if self.cache is not None:
-                entry.summary = self.cache.summary(file_digest)
+                self._from_cache(entry)
         self.files[key] = entry
         self._solution = None
         return entry
@@ -142,7 +145,7 @@ class Project:
             if entry.module in imported or wraps:
                 entry.wanted = True
                 if self.cache is not None:
-                    entry.summary = self.cache.summary(entry.digest)
+                    self._from_cache(entry)
                 added = True
         if added:
             self._solution = None
@@ -156,21 +159,38 @@ class Project:
 
     def _mentioned_outside(self, names: Tuple[str, ...]) -> bool:
         """Does a project file that was not summarised write all of `names`?"""
+        if self._outside is None:
+            self._outside = [
+                self._identifiers(f) for f in self.files.values() if not f.names_kazoo and f.summary is None
+            ]
+        if not self._outside:
+            return False
         wanted = {name.encode() for name in names}
-        return any(
-            wanted <= self._identifiers(f)
-            for f in self.files.values()
-            if not f.names_kazoo and f.summary is None
-        )
+        return any(wanted <= identifiers for identifiers in self._outside)
+
+    def _from_cache(self, entry: ModuleFile) -> None:
+        found = self.cache.summary(entry.digest) if self.cache is not None else None
+        if found is not None:
+            entry.summary, entry.summary_digest = found
 
     def set_summary(self, entry: ModuleFile, summary: Optional[ModuleSummary]) -> None:
         if summary is None:
             entry.unreadable = True
         else:
             entry.summary = summary
+            entry.summary_digest = digest(json.dumps(summary.to_json(), sort_keys=True).encode())
             if self.cache is not None:
-                self.cache.put_summary(entry.digest, summary)
+                self.cache.put_summary(entry.digest, summary, entry.summary_digest)
         self._solution = None
+
+    def facts_key(self) -> str:
+        """What the project's facts are settled from: the summaries, and the files outside
+        them (their names can hide callers). Equal keys, equal facts."""
+        parts = sorted(
+            (f.path, f.summary_digest if f.summary is not None else ("-" + f.digest))
+            for f in self.files.values() if f.summary is not None or not f.names_kazoo
+        )
+        return digest(json.dumps(parts).encode())
 
     def summarize_missing(self) -> None:
         """Summarise, in this process, every file that needs it (flake8, the language server)."""
@@ -185,6 +205,7 @@ class Project:
 
     def solution(self) -> Solution:
         if self._solution is None:
+            self._outside = None  # the files outside the summaries, listed afresh for this solution
             self._solution = Solution(
                 [f.summary for f in self.files.values() if f.summary is not None],
                 mentioned_outside=self._mentioned_outside,

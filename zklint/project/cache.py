@@ -57,12 +57,22 @@ def cache_dir_for(root: str, configured: Optional[str] = None) -> str:
 
 
 class Cache:
+    """One project's cache: ``<dir>/<build>/<project>/``, holding each summary in a file of
+    its own named by the digest of the file it summarises (written once, never changed)
+    and ``index.json`` with the findings and the facts' fingerprints. A run that changes
+    one file writes one summary and the index, and reads only the summaries it needs."""
+
     def __init__(self, directory: str, root: str) -> None:
         self.directory = directory
         root_key = hashlib.blake2b(os.path.abspath(root).encode(), digest_size=8).hexdigest()
-        self.path = os.path.join(directory, build_key(), root_key + ".json")
-        self.summaries: Dict[str, dict] = {}
+        self.folder = os.path.join(directory, build_key(), root_key)
+        self.path = os.path.join(self.folder, "index.json")
+        self._new_summaries: Dict[str, dict] = {}
         self.findings: Dict[str, list] = {}
+        # the facts' fingerprint of each checked file, for the summaries they were settled
+        # from: a run whose summaries are all the same (nothing changed, or only what no
+        # summary shows, like a comment) skips settling the project again
+        self.views: dict = {}
         self._dirty = False
         self._load()
 
@@ -70,26 +80,30 @@ class Cache:
         try:
             with open(self.path, encoding="utf-8") as handle:
                 data = json.load(handle)
-            summaries, findings = data["summaries"], data["findings"]
-            if isinstance(summaries, dict) and isinstance(findings, dict):
-                self.summaries, self.findings = summaries, findings
+            findings, views = data["findings"], data.get("views", {})
+            if isinstance(findings, dict) and isinstance(views, dict):
+                self.findings, self.views = findings, views
         except (OSError, ValueError, KeyError, TypeError):
             pass  # no cache, or an unreadable one: start afresh
 
+    def _summary_path(self, file_digest: str) -> str:
+        return os.path.join(self.folder, "summaries", file_digest + ".json")
+
     # -- summaries
 
-    def summary(self, file_digest: str) -> Optional[ModuleSummary]:
-        data = self.summaries.get(file_digest)
-        if data is None:
-            return None
+    def summary(self, file_digest: str) -> Optional[Tuple[ModuleSummary, str]]:
+        """The summary of a file's bytes and the digest of the summary itself."""
+        data = self._new_summaries.get(file_digest)
         try:
-            return ModuleSummary.from_json(data)
-        except (KeyError, TypeError, ValueError):
+            if data is None:
+                with open(self._summary_path(file_digest), encoding="utf-8") as handle:
+                    data = json.load(handle)
+            return ModuleSummary.from_json(data["summary"]), data["digest"]
+        except (OSError, KeyError, TypeError, ValueError):
             return None
 
-    def put_summary(self, file_digest: str, summary: ModuleSummary) -> None:
-        self.summaries[file_digest] = summary.to_json()
-        self._dirty = True
+    def put_summary(self, file_digest: str, summary: ModuleSummary, summary_digest: str) -> None:
+        self._new_summaries[file_digest] = {"summary": summary.to_json(), "digest": summary_digest}
 
     # -- findings
 
@@ -112,33 +126,55 @@ class Cache:
         self.findings[key] = [[_finding_out(f) for f in findings], {str(k): v for k, v in lines.items()}]
         self._dirty = True
 
+    def view_fingerprints(self, key: str) -> Optional[Dict[str, str]]:
+        if self.views.get("key") != key:
+            return None
+        fingerprints = self.views.get("fingerprints")
+        return fingerprints if isinstance(fingerprints, dict) else None
+
+    def put_view_fingerprints(self, key: str, fingerprints: Dict[str, str]) -> None:
+        if self.views.get("key") == key:
+            fingerprints = {**self.views.get("fingerprints", {}), **fingerprints}
+        if self.views != {"key": key, "fingerprints": fingerprints}:
+            self.views = {"key": key, "fingerprints": fingerprints}
+            self._dirty = True
+
     # -- writing
 
     def save(self, live_digests: set) -> None:
-        """Write the cache (atomically), keeping only entries of files as they are now."""
-        summaries = {k: v for k, v in self.summaries.items() if k in live_digests}
+        """Write what changed (atomically), keeping only entries of files as they are now."""
         findings = {k: v for k, v in self.findings.items() if k.split(":", 1)[0] in live_digests}
-        if not self._dirty and len(summaries) == len(self.summaries) and len(findings) == len(self.findings):
+        if not self._dirty and not self._new_summaries and len(findings) == len(self.findings):
             return
         try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            os.makedirs(os.path.join(self.folder, "summaries"), exist_ok=True)
             ignore = os.path.join(self.directory, ".gitignore")
             if not os.path.exists(ignore):
                 with open(ignore, "w", encoding="utf-8") as handle:
                     handle.write("# Automatically created by zklint.\n*\n")
-            fd, temporary = tempfile.mkstemp(dir=os.path.dirname(self.path), prefix=".tmp-", suffix=".json")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump({"summaries": summaries, "findings": findings}, handle, separators=(",", ":"))
-                os.replace(temporary, self.path)
-            except BaseException:
-                try:
-                    os.unlink(temporary)
-                except OSError:
-                    pass
-                raise
+            for file_digest, data in self._new_summaries.items():
+                _write_atomically(self._summary_path(file_digest), data)
+            self._new_summaries = {}
+            _write_atomically(self.path, {"findings": findings, "views": self.views})
+            for name in os.listdir(os.path.join(self.folder, "summaries")):
+                if name.endswith(".json") and name[:-5] not in live_digests:
+                    os.unlink(os.path.join(self.folder, "summaries", name))  # a file as it no longer is
         except OSError:
             pass  # a read-only tree: the run works, only the next one is not faster
+
+
+def _write_atomically(path: str, data) -> None:
+    fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, separators=(",", ":"))
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
 
 
 def _finding_out(finding: Finding) -> list:
