@@ -344,10 +344,13 @@ class ClientNotStopped(Rule):
         unguard = _unguard_fix(flow, guarded, name)
         if unguard is not None:
             return self.finding(start.call, message, f"Stop {name} whatever its connection state", unguard)
-        return self.finding(
-            start.call, message, "Stop and close the client in a finally block",
-            lambda source: self._function_fix(source, flow, key, start),
-        )
+        stmt = _statement_call(flow, start.call)
+        build = None
+        if stmt is not None and _runs_to_function_end(flow, stmt) and list(flow.following(stmt)):
+            build = lambda source: self._function_fix(source, flow, key, start)  # noqa: E731
+        # else no fix rather than one that fails when applied (start() inside a try with
+        # handlers, or a client from a factory whose call is not a statement of its own)
+        return self.finding(start.call, message, "Stop and close the client in a finally block", build)
 
     def _check_module(self, key: ClientKey, uses: List[Use], starts: List[Use]) -> Optional[Finding]:
         module_scope = self.model.module_scope
