@@ -38,6 +38,9 @@ _OWNER_ATTRS = {"ephemeralOwner", "owner_session_id", "client_id", "_session_id"
 _EXIT_CALLS = {"sys.exit", "os._exit"}
 _LOG_METHODS = {"debug", "info", "warning", "warn", "error", "exception", "critical", "log"}
 
+# Client calls that remove a node or replace its data: a re-create after a session
+# loss would undo them.
+_NODE_CHANGES = {"delete", "delete_async", "set", "set_async"}
 _RETRY_CLASSES = {KAZOO_RETRY, "kazoo.client.KazooRetry"}  # kazoo.client re-exports it
 _LOCK_METHODS = {"Lock", "ReadLock", "WriteLock", "Semaphore"}
 _LOCK_CLASSES = {f"kazoo.recipe.lock.{name}" for name in _LOCK_METHODS}
@@ -846,7 +849,10 @@ class EphemeralLostWithSession(Rule):
         "time (the listener reads the same variables later). It is offered only when every "
         "ephemeral create on the client makes the same path, not inside loops, comprehensions or "
         "lambdas, and when no variable of the create's arguments is bound twice (the closure reads "
-        "them at reconnect time). The listener is registered where the create runs: called "
+        "them at reconnect time), nor when the program deletes a node or sets its data on the "
+        "same client (a leave()/deregister, an update) unless the literal paths show another "
+        "node: the listener would bring back a node the program removed, or with the data it "
+        "replaced. The listener is registered where the create runs: called "
         "repeatedly, that code registers one listener per call. A computed path (a call, a "
         "subscript: `\"/apps/web/\" + os.environ[\"HOSTNAME\"]`) is first bound to a name on the "
         "line before the create (evaluated once, where it was), so the listener re-creates the "
@@ -868,7 +874,9 @@ class EphemeralLostWithSession(Rule):
         "Creates the program repeats by design are trusted: inside a while loop, in a function "
         "that compares session ids (client_id/ephemeralOwner) outside its except handlers (a "
         "reconciling function), or whose NodeExistsError handler returns False (a try-acquire "
-        "its callers repeat). Only literal ephemeral=True is seen."
+        "its callers repeat). Only literal ephemeral=True is seen. The fix looks for deletes "
+        "and sets of the node only as calls on the client (also through retry), not in "
+        "transactions or in other modules."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -888,7 +896,7 @@ class EphemeralLostWithSession(Rule):
         for key, creates in by_client.items():
             if facts.reacting_listener(key, ("LOST", "CONNECTED")):
                 continue
-            fixable = self._fixable(facts, creates)
+            fixable = self._fixable(facts, creates) and not self._node_changed_elsewhere(facts, creates)
             hoist = self._hoist_build(facts, creates) if not fixable else None
             for index, create in enumerate(creates):
                 build = None
@@ -916,6 +924,8 @@ class EphemeralLostWithSession(Rule):
         if len(creates) != 1 or creates[0].path is None or _simple_expr(creates[0].path):
             return None
         if not self._fixable(facts, creates, hoisted=True) or self._plan(creates[0]) is None:
+            return None
+        if self._node_changed_elsewhere(facts, creates):
             return None
         stmt = _hoistable_statement(facts, creates[0])
         scope = creates[0].site_scope
@@ -949,6 +959,39 @@ class EphemeralLostWithSession(Rule):
                     if owner is not None and len(owner.bindings.get(node.id, ())) > 1:
                         return False
         return True
+
+    def _node_changed_elsewhere(self, facts: _Ephemeral, creates: List[Create]) -> bool:
+        """Does the program delete the node or set its data (``leave()``, ``update()``) on
+        the same client? Then a listener that re-creates it after a session loss would bring
+        back a node the program removed, or with data it has replaced. Calls in the except
+        handler that catches the create's NodeExistsError (the owner check's delete and
+        re-create) do not count, nor calls whose literal path is another node's."""
+        first = creates[0]
+        own_handlers = set()
+        for create in creates:
+            caught = facts.catching_handler(create)
+            if caught is not None:
+                own_handlers.update(id(n) for n in walk(caught[1]))
+        created = first.path.value if isinstance(first.path, ast.Constant) else None
+        for site, key, method in self.model.client_calls():
+            call = site.node
+            if key != first.key:
+                continue
+            offset = 0
+            if method == "retry" and call.args and isinstance(call.args[0], ast.Attribute):
+                method, offset = call.args[0].attr, 1  # client.retry(client.delete, path)
+            if method not in _NODE_CHANGES or id(call) in own_handlers:
+                continue
+            args = call.args[offset:]
+            path = args[0] if args and not isinstance(args[0], ast.Starred) else None
+            given = keyword(call, "path")
+            path = given.value if given is not None else path
+            changed = path.value if isinstance(path, ast.Constant) else None
+            if (isinstance(created, str) and isinstance(changed, str) and changed != created
+                    and not created.startswith(changed.rstrip("/") + "/")):
+                continue  # another node, not a parent of this one
+            return True
+        return False
 
     def _name_unused(self, facts: _Ephemeral, create: Create) -> bool:
         """Is the path a create returns thrown away (a statement, or a name read nowhere)?

@@ -256,8 +256,11 @@ class ClientNotStopped(Rule):
         "A client owned by a class that no method stops gets the same atexit registration "
         "after its start() (`atexit.register(self.zk.close)`, `atexit.register(self.zk.stop)`): "
         "where the instance's lifetime ends is the class's design (a close() method, "
-        "__exit__), so the fix only adds the stop at process exit, which no design "
-        "contradicts; a close() method remains the better end."
+        "__exit__), so the fix only adds the stop at process exit; a close() method remains "
+        "the better end. The atexit fix is not offered for a client the program restart()s: "
+        "restarting ends the session on purpose to drop its ephemeral nodes (a leader key), "
+        "so the program decides when they go and may mean them to outlive an exit (patroni "
+        "keeps its leader key when it stops while paused); a stop at exit would delete them."
     )
     limits = (
         "A client that escapes its scope is its owner's business and is not checked: "
@@ -362,7 +365,7 @@ class ClientNotStopped(Rule):
                 "nothing stops it at process exit: the session and its ephemerals linger "
                 "until the session timeout after the process is gone"
             )
-            build, imports = _atexit_fix(self.model, flow, start, name)
+            build, imports = _atexit_fix(self.model, flow, start, name, uses)
             return self.finding(start.call, message, _ATEXIT_TITLE, build, imports)
         guarded = [s for s in all_stops if s not in stops]
         if guarded and not stops:
@@ -376,10 +379,13 @@ class ClientNotStopped(Rule):
         unguard = _unguard_fix(flow, guarded, name)
         if unguard is not None:
             return self.finding(start.call, message, f"Stop {name} whatever its connection state", unguard)
-        return self.finding(
-            start.call, message, "Stop and close the client in a finally block",
-            lambda source: self._function_fix(source, flow, key, start),
-        )
+        stmt = _statement_call(flow, start.call)
+        build = None
+        if stmt is not None and _runs_to_function_end(flow, stmt) and list(flow.following(stmt)):
+            build = lambda source: self._function_fix(source, flow, key, start)  # noqa: E731
+        # else no fix rather than one that fails when applied (start() inside a try with
+        # handlers, or a client from a factory whose call is not a statement of its own)
+        return self.finding(start.call, message, "Stop and close the client in a finally block", build)
 
     def _check_module(self, key: ClientKey, uses: List[Use], starts: List[Use]) -> Optional[Finding]:
         module_scope = self.model.module_scope
@@ -404,7 +410,7 @@ class ClientNotStopped(Rule):
         unguard = _unguard_fix(flow, guarded, key.name)
         if unguard is not None:
             return self.finding(start.call, message, f"Stop {key.name} whatever its connection state", unguard)
-        build, imports = _atexit_fix(self.model, flow, start, key.name)
+        build, imports = _atexit_fix(self.model, flow, start, key.name, uses)
         return self.finding(start.call, message, _ATEXIT_TITLE, build, imports)
 
     def _check_class(self, key: ClientKey, uses: List[Use], starts: List[Use], index: _Uses) -> Optional[Finding]:
@@ -419,7 +425,7 @@ class ClientNotStopped(Rule):
         # The instance keeps the client for as long as it likes; only a stop at process
         # exit is sure not to come earlier than the class meant.
         flow = _flow(self.model, starts[0].scope)
-        build, imports = _atexit_fix(self.model, flow, starts[0], text) if flow is not None else (None, ())
+        build, imports = _atexit_fix(self.model, flow, starts[0], text, uses) if flow is not None else (None, ())
         if _brings_own(self.model, uses):
             # `self.zk = zk` in one branch: a stop registered after start() would stop the
             # caller's client too; which one to stop is the class's decision
@@ -497,11 +503,14 @@ class ClientNotStopped(Rule):
 _ATEXIT_TITLE = "Stop and close the client at process exit (atexit)"
 
 
-def _atexit_fix(model: ModuleModel, flow: Flow, start: Use, name: str):
+def _atexit_fix(model: ModuleModel, flow: Flow, start: Use, name: str, uses: List[Use]):
     """``atexit.register`` of close() then stop() right after the ``start()`` statement:
     atexit runs the last registered first, so the client is stopped, then closed."""
     stmt = _statement_call(flow, start.call)
-    if stmt is None:
+    if stmt is None or _called(uses, "restart"):
+        # restart() ends the session on purpose to drop its ephemerals (patroni's
+        # _delete_leader): the program decides when they go, and may mean them to
+        # outlive an exit (a leader key kept while paused); a stop at exit would not.
         return None, ()
     imports: Tuple[Import, ...] = ()
     register_name = model.local_name_for("atexit.register")

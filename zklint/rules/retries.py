@@ -20,6 +20,12 @@ _DEADLINE_POSITION = 7
 # The client's legacy retry keywords and the KazooRetry parameters they stand for.
 _LEGACY_KEYWORDS = {"retry_delay": "delay", "retry_backoff": "backoff", "retry_max_delay": "max_delay"}
 
+# KazooClient(hosts, timeout, client_id, handler, default_acl, auth_data, sasl_options,
+#             read_only, randomize_hosts, connection_retry, ...)
+_HANDLER_POSITION = 3
+_CONNECTION_RETRY_POSITION = 9
+_THREADING_HANDLER = "kazoo.handlers.threading.SequentialThreadingHandler"
+
 Policy = Union[ast.Call, ast.Dict]
 
 
@@ -69,14 +75,20 @@ class FiniteConnectionRetry(Rule):
         "The fix only makes the connection policy unlimited (max_tries=-1) and drops its "
         "deadline; delays and backoff stay as written, and command retries are untouched "
         "(for the legacy max_retries= keyword it adds an unlimited connection_retry and "
-        "leaves max_retries to the command retries). The program's behaviour changes only "
-        "where it used to stop reconnecting for good."
+        "leaves max_retries to the command retries; with a handler held in a variable the "
+        "added policy sleeps with `<handler>.sleep_func`, as kazoo requires). The program's "
+        "behaviour changes only where it used to stop reconnecting for good."
     )
     limits = (
         "Policies built from variables the module cannot see (another module, a function "
         "argument, **kwargs) are not checked; a max_tries that is not a literal is trusted. "
         "A KazooRetry subclass passed as connection_retry is ignored by kazoo (see ZK403), "
-        "so it is not checked here."
+        "so it is not checked here. The legacy max_retries= shape is not fixed when the "
+        "client's handler is an expression other than a variable or a plain "
+        "SequentialThreadingHandler() (`handler=SequentialGeventHandler()`, "
+        "`handler=make_handler()`): the added policy must sleep with that handler's "
+        "sleep_func or kazoo raises ConfigurationError, and the expression cannot be "
+        "evaluated twice."
     )
 
     def check(self) -> Iterator[Finding]:
@@ -96,12 +108,44 @@ class FiniteConnectionRetry(Rule):
                 legacy = keyword(call, "max_retries")
                 tries = int_literal(legacy.value) if legacy is not None else None
                 if tries is not None and tries >= 0:
+                    sleep_func = self._handler_sleep_func(call)
+                    build = None
+                    if sleep_func is not None:
+                        build = lambda source, call=call, sleep_func=sleep_func: self._legacy_fix(  # noqa: E731
+                            source, call, sleep_func)
                     yield self.finding(
                         legacy,
                         self._message(f"max_retries={tries} also limits reconnection attempts"),
                         "Add an unlimited connection_retry",
-                        lambda source, call=call: self._legacy_fix(source, call),
+                        build,
                     )
+
+    def _handler_sleep_func(self, call: ast.Call) -> Optional[ast.AST]:
+        """What the added policy's sleep_func must be: kazoo refuses (ConfigurationError) a
+        connection_retry whose sleep_func is not the handler's, and a dict policy sleeps with
+        time.sleep. The threading handler (the default) needs nothing (returns the call
+        itself as a marker); a handler held in a variable gives ``<handler>.sleep_func``; any
+        other handler expression (a gevent or eventlet handler built in place, a call the
+        module cannot see into) cannot be named twice, so there is no fix (None)."""
+        handler = keyword(call, "handler")
+        if handler is not None:
+            handler = handler.value
+        elif len(call.args) > _HANDLER_POSITION:
+            if self.model.qualname(call.func) != KAZOO_CLIENT:
+                return None  # a subclass's own positional parameters
+            handler = call.args[_HANDLER_POSITION]
+        if len(call.args) > _CONNECTION_RETRY_POSITION or any(isinstance(a, ast.Starred) for a in call.args):
+            return None
+        if handler is None or _is_none(handler):
+            return call
+        if isinstance(handler, ast.Call) and not handler.args and not handler.keywords and (
+            self.model.qualname(handler.func) == _THREADING_HANDLER
+        ):
+            return call
+        node = handler
+        while isinstance(node, ast.Attribute):
+            node = node.value
+        return handler if isinstance(node, ast.Name) else None
 
     def _resolve_policy(self, expr: ast.AST, scope: Scope, depth: int = 0) -> Optional[Policy]:
         """The KazooRetry(...) call or dict literal that `expr` is (through one variable)."""
@@ -192,12 +236,14 @@ class FiniteConnectionRetry(Rule):
 
         return [expression_edit(source, policy, transform)]
 
-    def _legacy_fix(self, source, call: ast.Call) -> List[Edit]:
+    def _legacy_fix(self, source, call: ast.Call, sleep_func: ast.AST) -> List[Edit]:
         entries = ['"max_tries": -1']
         for legacy, name in _LEGACY_KEYWORDS.items():
             given = keyword(call, legacy)
             if given is not None:
                 entries.append(f'"{name}": {source.segment(given.value)}')
+        if sleep_func is not call:
+            entries.append(f'"sleep_func": {source.segment(sleep_func)}.sleep_func')
         policy = parse_expression(source, "{" + ", ".join(entries) + "}")
         return [expression_edit(source, call, lambda node: cst_helpers.set_keyword(node, "connection_retry", policy))]
 
