@@ -21,7 +21,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from zklint.engine import FileReport, check_bytes, internal_error
 from zklint.facts import ModuleFacts
@@ -164,6 +164,7 @@ class Projects:
         self.by_root: Dict[str, Project] = {}
         self._of_file: Dict[str, Project] = {}
         self._walked: set = set()  # roots walked to find the files being checked
+        self._recursive: Dict[str, bool] = {}  # False: a root without a marker, its own files only
 
     def project_of(self, path: str, walked_from: Optional[str]) -> Project:
         """The project of a file to check. Without a root marker above it, the project is
@@ -186,7 +187,7 @@ class Projects:
             if self.cache.enabled:
                 cache = Cache(cache_dir_for(root, self.cache.directory), root)
             project = self.by_root[root] = Project(root, self.layout, cache)
-            project.recursive = recursive  # type: ignore[attr-defined]
+            self._recursive[root] = recursive
         if walked_from is not None and os.path.abspath(walked_from) == root:
             self._walked.add(root)  # its files are the ones being checked: no second walk
         self._of_file[key] = project
@@ -212,21 +213,8 @@ class Projects:
                 for path, raw in files[root]:
                     project.add(path, raw)
 
-    def _project_files(self, project: Project):
-        if getattr(project, "recursive", True):
-            for path, problem in discover([project.root], self.excluder):
-                if problem is None:
-                    yield path
-        else:
-            try:
-                names = sorted(os.listdir(project.root))
-            except OSError:
-                return
-            for name in names:
-                if name.endswith(".py"):
-                    path = os.path.join(project.root, name)
-                    if os.path.isfile(path) and not self.excluder.excluded(path, False):
-                        yield path
+    def _project_files(self, project: Project) -> Iterator[str]:
+        return project_files(project.root, self._recursive.get(project.root, True), self.excluder)
 
     def save(self) -> None:
         if self.cache.write:
@@ -360,6 +348,25 @@ def _remember(project: Project, file_digest: str, fingerprint: str, job: Job, re
     )
 
 
+def project_files(root: str, recursive: bool, excluder: Excluder) -> Iterator[str]:
+    """The Python files of the project at `root` (without a root marker, `recursive` is
+    False: the directory's own files, never a walk of everything below it)."""
+    if recursive:
+        for path, problem in discover([root], excluder):
+            if problem is None:
+                yield path
+        return
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return
+    for name in names:
+        if name.endswith(".py"):
+            path = os.path.join(root, name)
+            if os.path.isfile(path) and not excluder.excluded(path, False):
+                yield path
+
+
 # ---- one file at a time: the flake8 plugin and the language server ----------------------------
 
 _OPEN_PROJECTS: Dict[str, Project] = {}
@@ -371,10 +378,10 @@ def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = Tr
     `text` is the file's current content when it differs from the disk (an editor's
     buffer). The project is found as the CLI finds it (the nearest root marker; without
     one, the current directory when the file is below it, else the file's directory),
-    read with the excludes of the root's configuration, and summarised in process.
+    read with the excludes of the root's configuration, and summarised in process. A
+    project none of whose files names kazoo is read once and left empty (no client can
+    reach its files) until a text that names kazoo comes in.
     """
-    from zklint.config import find_pyproject, load_settings
-
     key = os.path.abspath(path)
     layout = _LAYOUT[0]
     root = layout.marked_root(key)
@@ -384,23 +391,12 @@ def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = Tr
         root, recursive = (cwd, True) if key.startswith(cwd + os.sep) else (os.path.dirname(key), False)
     project = _OPEN_PROJECTS.get(root)
     if project is None:
-        try:
-            settings = load_settings(find_pyproject(root), start=root)
-        except Exception:  # a broken configuration is the CLI's to report; use defaults here
-            from zklint.config import Settings
-
-            settings = Settings(root=root)
-        excluder = Excluder(settings.root, settings.exclude + settings.extend_exclude, settings.respect_gitignore)
-        cache = None
-        if use_cache:
-            cache = Cache(cache_dir_for(root), root)
-        project = _OPEN_PROJECTS[root] = Project(root, layout, cache)
-        project.recursive = recursive  # type: ignore[attr-defined]
-        holder = Projects(excluder, CacheOptions(enabled=use_cache))
-        holder.by_root[root] = project
-        project.scan(holder._project_files(project), read_bytes)
-        project.summarize_missing()
-        project.save_cache()
+        project = _OPEN_PROJECTS[root] = Project(root, layout, Cache(cache_dir_for(root), root) if use_cache else None)
+        _index(project, recursive, force=False)
+    if not project.files:
+        if text is None or KAZOO_MARKER not in text:
+            return None
+        _index(project, recursive, force=True)
     if text is not None:
         project.add(key, text, unsaved=True)
     elif key not in project.files:
@@ -413,6 +409,27 @@ def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = Tr
     if entry is None or entry.summary is None:
         return None  # never names kazoo, and nothing of the project passes through it
     return project.facts_for(key)
+
+
+def _index(project: Project, recursive: bool, force: bool) -> None:
+    """Read the project's files with its root's excludes; index them when one names kazoo."""
+    from zklint.config import Settings, find_pyproject, load_settings
+
+    try:
+        settings = load_settings(find_pyproject(project.root), start=project.root)
+    except Exception:  # a broken configuration is the CLI's to report; use defaults here
+        settings = Settings(root=project.root)
+    excluder = Excluder(settings.root, settings.exclude + settings.extend_exclude, settings.respect_gitignore)
+    files = []
+    for file_path in project_files(project.root, recursive, excluder):
+        raw = read_bytes(file_path)
+        if raw is not None:
+            files.append((file_path, raw))
+    if force or any(KAZOO_MARKER in raw for _, raw in files):
+        for file_path, raw in files:
+            project.add(file_path, raw)
+        project.summarize_missing()
+        project.save_cache()
 
 
 def refresh_file(path: str) -> None:

@@ -59,22 +59,8 @@ class ModuleFacts:
     synchronous: Dict[Tuple[str, str], str] = field(default_factory=dict)
 
     def canonical(self, qualified: str) -> str:
-        """Follow re-exports to the defining module (bounded: alias cycles end)."""
-        for _ in range(20):
-            target = self.aliases.get(qualified)
-            if target is None:
-                head, dot, tail = qualified.rpartition(".")
-                # pkg.mod.Class.method where pkg.mod.Class is re-exported
-                while head and dot:
-                    moved = self.aliases.get(head)
-                    if moved is not None:
-                        target = f"{moved}.{qualified[len(head) + 1:]}"
-                        break
-                    head, dot, tail = head.rpartition(".")
-                if target is None:
-                    return qualified
-            qualified = target
-        return qualified
+        """Follow re-exports to the defining module."""
+        return follow_aliases(self.aliases, qualified)
 
     def fingerprint(self) -> str:
         """A digest of every fact: equal digests, equal answers (the cache's key)."""
@@ -95,6 +81,26 @@ class ModuleFacts:
             "synchronous": sorted((list(k), v) for k, v in self.synchronous.items()),
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def follow_aliases(aliases: Dict[str, str], qualified: str) -> str:
+    """`qualified` with re-exports followed to where it is defined: ``pkg.get_client`` ->
+    ``pkg.connection.get_client``, also below an alias (``pkg.Client.method`` where
+    ``pkg.Client`` is re-exported). Bounded: a cycle of aliases ends."""
+    for _ in range(20):
+        target = aliases.get(qualified)
+        if target is None:
+            head = qualified
+            while "." in head:
+                head = head.rpartition(".")[0]
+                moved = aliases.get(head)
+                if moved is not None:
+                    target = moved + qualified[len(head):]
+                    break
+            if target is None:
+                return qualified
+        qualified = target
+    return qualified
 
 
 NO_FACTS = ModuleFacts()

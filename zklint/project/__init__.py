@@ -20,7 +20,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
 from zklint.facts import ModuleFacts
 from zklint.model import ModuleModel
@@ -93,15 +93,6 @@ class Project:
         self.files[key] = entry
         self._solution = None
         return entry
-
-    def scan(self, paths: Iterable[str], read: Callable[[str], Optional[bytes]]) -> None:
-        """Take in every file of `paths` (the project's files); unreadable ones are skipped."""
-        for path in paths:
-            if os.path.abspath(path) in self.files:
-                continue
-            raw = read(path)
-            if raw is not None:
-                self.add(path, raw)
 
     def missing(self) -> List[ModuleFile]:
         """Files to summarise that have no summary yet: those naming kazoo, and wrappers."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
-from zklint.facts import OWNS, USES, ModuleFacts
+from zklint.facts import OWNS, USES, ModuleFacts, follow_aliases
 from zklint.model import KAZOO_CLIENT
 from zklint.project.summary import CallSummary, FunctionSummary, ModuleSummary, Ref
 
@@ -104,20 +104,7 @@ class Solution:
         return cached
 
     def canonical(self, qualified: str) -> str:
-        for _ in range(20):
-            target = self.aliases.get(qualified)
-            if target is None:
-                head = qualified
-                while "." in head:
-                    head = head.rpartition(".")[0]
-                    moved = self.aliases.get(head)
-                    if moved is not None:
-                        target = moved + qualified[len(head):]
-                        break
-                if target is None:
-                    return qualified
-            qualified = target
-        return qualified
+        return follow_aliases(self.aliases, qualified)
 
     # ---- clients, factories, client parameters --------------------------------------------
 
