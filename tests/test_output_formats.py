@@ -17,7 +17,8 @@ from zklint.rules import all_rules
 from zklint.findings import Edit, Finding
 from zklint.source import SourceFile
 
-SARIF_SCHEMA = Path("/work/shared/schemas/sarif-schema-2.1.0.json")
+# The official schema, in the shared/ folder beside this checkout.
+SARIF_SCHEMA = Path(__file__).resolve().parent.parent.parent / "shared" / "schemas" / "sarif-schema-2.1.0.json"
 
 # Line 4: ZK401 (safe fix) at column 46 and ZK402 (no fix) at column 90.
 # Line 7: ZK401 after a tab and wide (two-cell) characters, at column 52.
