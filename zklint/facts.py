@@ -24,6 +24,7 @@ from typing import Dict, FrozenSet, Optional, Tuple
 # starts/stops/closes it, registers listeners on it, passes it where the project cannot
 # see): the callee may own it.
 USES = "uses"
+ENDS = "ends"  # it stops and closes the client on every path that returns: the client's end
 OWNS = "owns"
 
 
@@ -39,7 +40,7 @@ class ModuleFacts:
     # (function, parameter) that always receives a client: annotated, or every call site
     # in the project passes one and no caller can be out of sight
     client_params: FrozenSet[Tuple[str, str]] = frozenset()
-    # (function, parameter) -> USES or OWNS, for parameters some caller passes a client to
+    # (function, parameter) -> USES or ENDS, for parameters some caller passes a client to
     param_effects: Dict[Tuple[str, str], str] = field(default_factory=dict)
     # class -> attributes that hold a client, set in that class or a base class
     client_attrs: Dict[str, FrozenSet[str]] = field(default_factory=dict)

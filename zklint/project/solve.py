@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
-from zklint.facts import OWNS, USES, ModuleFacts, follow_aliases
+from zklint.facts import ENDS, OWNS, USES, ModuleFacts, follow_aliases
 from zklint.model import KAZOO_CLIENT
 from zklint.project.summary import CallSummary, FunctionSummary, ModuleSummary, Ref
 
@@ -240,23 +240,29 @@ class Solution:
         for qual, function in self.functions.items():
             for param, effect in function.effects.items():
                 effects[(qual, param)] = effect
+        # USES < OWNS: a parameter passed on takes the strongest effect of its callees (ENDS
+        # only for the function that itself stops and closes it)
+        rank = {USES: 0, ENDS: 1, OWNS: 2}
         for _ in range(MAX_ROUNDS):
             changed = False
             for qual, function in self.functions.items():
                 for param, forwards in function.forwards.items():
-                    if effects.get((qual, param)) == OWNS:
+                    current = effects.get((qual, param), USES)
+                    if current == OWNS:
                         continue
                     for callee, slot in forwards:
-                        if self._callee_effect(effects, callee, slot) != USES:
-                            effects[(qual, param)] = OWNS
+                        found = self._callee_effect(effects, callee, slot) or OWNS
+                        if found == ENDS:
+                            found = OWNS  # passed on to the helper that ends it, maybe not always
+                        if rank[found] > rank[current]:
+                            current = effects[(qual, param)] = found
                             changed = True
-                            break
             if not changed:
                 break
-        # Only USES is an answer the model acts on (anything else is "may own it"), and
-        # only for a parameter some call passes a client to.
+        # The model acts on USES (the caller keeps the client) and ENDS (the call ends it);
+        # anything else is "may own it". Only for a parameter some call passes a client to.
         given = self._given_clients()
-        self.param_effects = {k: v for k, v in effects.items() if v == USES and k in given}
+        self.param_effects = {k: v for k, v in effects.items() if v in (USES, ENDS) and k in given}
 
     def _callee_effect(self, effects, callee: str, slot: str) -> Optional[str]:
         target = self.canonical(callee)

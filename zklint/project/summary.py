@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
-from zklint.facts import OWNS, USES
+from zklint.facts import ENDS, OWNS, USES
 from zklint.kazoo_api import BLOCKING_FUNCTIONS, BLOCKING_METHODS, SYNC_CLIENT_OPS, Api
 from zklint.model import ModuleModel, Scope, _escapes_before_return, _own_client_branch, own_nodes
 
@@ -35,6 +35,10 @@ Ref = Optional[tuple]
 LIFECYCLE_METHODS = frozenset({"start", "start_async", "restart", "stop", "close", "add_listener", "remove_listener"})
 _STDLIB = frozenset(getattr(sys, "stdlib_module_names", ())) | {"kazoo", "builtins"}
 _MAX_DEPTH = 20
+# Builtins that only look at what they are given.
+_LOOKING_BUILTINS = frozenset({
+    "isinstance", "issubclass", "type", "id", "repr", "str", "print", "hasattr", "callable", "bool", "hash", "format",
+})
 _UNSET = object()
 
 
@@ -348,6 +352,7 @@ class _Summarizer:
             if p not in wanted:
                 effects[p] = OWNS  # rebound: what it holds later is not the caller's client
         forwards: Dict[str, List[Tuple[str, str]]] = {}
+        ended: Dict[str, Set[str]] = {}  # parameter -> "stop"/"close" called on it unconditionally
         for read, read_scope in self._reads_of(node):
             if read.__class__ is not ast.Name or read.id not in wanted or effects[read.id] == OWNS:
                 continue
@@ -355,11 +360,20 @@ class _Summarizer:
                 if model.lookup(read.id, read_scope) is scope:
                     effects[read.id] = OWNS  # a closure keeps it
                 continue
+            ending = _ending_call(read, parents, node)
+            if ending is not None:
+                ended.setdefault(read.id, set()).add(ending)
+                continue
             effect, forward = self._classify(read, parents, scope)
             if forward is not None:
                 forwards.setdefault(read.id, []).append(forward)
             elif effect == OWNS:
                 effects[read.id] = OWNS
+        for param, methods in ended.items():
+            if effects[param] != OWNS:
+                # stop() and close() both: the helper is where the client ends (a stop alone,
+                # or a close alone, leaves the rest to someone: it may own the client)
+                effects[param] = ENDS if methods == {"stop", "close"} else OWNS
         summary.effects = {p: e for p, e in effects.items()}
         summary.forwards = {p: f for p, f in forwards.items() if effects.get(p) != OWNS}
 
@@ -398,6 +412,9 @@ class _Summarizer:
         if isinstance(call, ast.Call) and call.func is not read:
             if (model.qualname(call.func) or "").startswith("kazoo."):
                 return USES, None  # recipes use their client; they never stop it
+            func = call.func
+            if isinstance(func, ast.Name) and func.id in _LOOKING_BUILTINS and model.lookup(func.id, scope) is None:
+                return USES, None  # isinstance(zk, KazooClient), repr(zk): a look, not a hand-off
             callee = model.callee(call.func, scope)
             if callee is None:
                 return OWNS, None
@@ -561,6 +578,23 @@ def _last_name(func: ast.AST) -> Optional[str]:
 def _call_text(call: ast.Call) -> str:
     text = ast.unparse(call.func)
     return ("…" + text[-39:] if len(text) > 40 else text) + "()"
+
+
+def _ending_call(read: ast.Name, parents, function: ast.AST) -> Optional[str]:
+    """"stop"/"close" for ``<read>.stop()``/``.close()`` as a statement that runs whenever
+    the function runs to its end: in its body, or in a ``try`` there (body, handlers,
+    finally), not under a condition or in a loop."""
+    attribute = parents.get(id(read))
+    call = parents.get(id(attribute)) if isinstance(attribute, ast.Attribute) else None
+    if not (isinstance(call, ast.Call) and call.func is attribute and attribute.attr in ("stop", "close")):
+        return None
+    statement = parents.get(id(call))
+    if not isinstance(statement, ast.Expr):
+        return None
+    holder = parents.get(id(statement))
+    while isinstance(holder, (ast.Try, ast.ExceptHandler)) or type(holder).__name__ == "TryStar":
+        holder = parents.get(id(holder))
+    return attribute.attr if holder is function else None
 
 
 def _stopped_names(model: ModuleModel) -> Set[str]:

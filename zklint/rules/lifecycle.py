@@ -21,7 +21,7 @@ from zklint.cst_helpers import keyword_index, set_keyword
 from zklint.fixer import FixError, expression_edit, parse_expression, parse_statement, render, statements_edit
 from zklint.flow import Flow, before, own_descendants, position
 from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, argument, keyword, own_nodes, walk
-from zklint.facts import USES
+from zklint.facts import ENDS, USES
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
 
@@ -52,6 +52,9 @@ class Use:
     kind: str
     attr: Optional[str] = None  # for kind "attr"
     call: Optional[ast.Call] = None  # when the attribute is called: zk.<x>(...)
+    # a call of a helper that stops and closes the client (`finalize(zk)`): attr "stop",
+    # and a close() with it
+    ends: bool = False
 
 
 class _Uses:
@@ -82,9 +85,13 @@ class _Uses:
             if (self.model.qualname(call.func) or "").startswith("kazoo.recipe."):
                 return Use(node, scope, "test")
             # A callee the project shows only using the client (no start/stop/close, no
-            # listener, not kept anywhere) leaves it with its owner: a use, not a hand-off.
-            if self.model.call_effect(call, node, scope) == USES:
+            # listener, not kept anywhere) leaves it with its owner: a use, not a hand-off;
+            # one that stops and closes it, and does nothing else that owns it, ends it there.
+            effect = self.model.call_effect(call, node, scope)
+            if effect == USES:
                 return Use(node, scope, "test")
+            if effect == ENDS:
+                return Use(node, scope, "attr", "stop", call, ends=True)
         if isinstance(parent, (ast.Compare, ast.BoolOp, ast.If, ast.While, ast.IfExp, ast.Assert, ast.FormattedValue)):
             if not isinstance(parent, (ast.If, ast.While, ast.IfExp, ast.Assert)) or parent.test is node:
                 return Use(node, scope, "test")
@@ -817,6 +824,8 @@ class StopWithoutClose(Rule):
                 continue
             restarts = _called(uses, *START_METHODS)
             for stop in stops:
+                if stop.ends:
+                    continue  # a helper that closes what it stops
                 if local:
                     if stop.scope is not key.scope and closes:
                         continue
