@@ -17,6 +17,7 @@ With --fix or --diff the first round only summarises, and every checked file is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -254,7 +255,9 @@ def check_files(
             for entry in project.missing():
                 job = by_path.get(entry.path)
                 if job is not None and entry.names_kazoo:
-                    first.append(_replace(job, summarize_as=entry.identity, facts=None, report=checking(job)))
+                    first.append(
+                        dataclasses.replace(job, summarize_as=entry.identity, facts=None, report=checking(job))
+                    )
                 else:
                     first.append(Job(entry.path, (), {}, False, False, False, summarize_as=entry.identity,
                                      report=False))
@@ -304,7 +307,7 @@ def check_files(
             continue
         if facts is None:
             facts = project.facts_for(job.path)
-        second.append(_replace(job, facts=facts, summarize_as=None))
+        second.append(dataclasses.replace(job, facts=facts, summarize_as=None))
         pending.append((job, project, fingerprint))
     for (job, project, fingerprint), report in zip(pending, run_jobs(second, processes)):
         reports[job.path] = report
@@ -317,12 +320,6 @@ def check_files(
     projects.save()
     reports.update(unread)
     return [reports[job.path] for job in jobs]
-
-
-def _replace(job: Job, **changes) -> Job:
-    values = dict(job.__dict__)
-    values.update(changes)
-    return Job(**values)
 
 
 def _cacheable(job: Job) -> bool:

@@ -16,6 +16,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Type
 
 from zklint.facts import ModuleFacts
 from zklint.model import ModuleModel
+from zklint.project import KAZOO_MARKER
 from zklint.project.solve import solve_alone
 from zklint.project.summary import ModuleSummary, summarize
 from zklint.rules import all_rules
@@ -23,9 +24,6 @@ from zklint.findings import Finding, Safety, built_elsewhere
 from zklint.rules.base import Context, Rule
 from zklint.source import SourceError, SourceFile, parse_module
 
-# Every rule needs a kazoo client, and a client needs the text "kazoo" or "Kazoo" in the
-# file (an import, an annotation). Files without it get no AST at all.
-KAZOO_MARKER = b"azoo"
 
 # As flake8 (>= 6) reads it: codes are letters then digits (``ZK401``, ``E501``).
 _NOQA = re.compile(r"#\s*noqa(?::[\s]?(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?", re.IGNORECASE)

@@ -15,7 +15,6 @@ process. Summaries and findings are cached on disk (`cache.py`).
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -30,7 +29,9 @@ from zklint.project.solve import Solution
 from zklint.project.summary import ModuleSummary, summarize
 from zklint.source import SourceFile, parse_module
 
-KAZOO_MARKER = b"azoo"  # as the engine's pre-filter: a client needs kazoo named in the file
+# Outside a project every rule needs a kazoo client, and a client needs the text "kazoo"
+# or "Kazoo" in the file (an import, an annotation): files without it get no AST at all.
+KAZOO_MARKER = b"azoo"
 _IDENTIFIER = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -262,11 +263,4 @@ def summarize_bytes(raw: bytes, entry: ModuleFile) -> Optional[ModuleSummary]:
         tree = parse_module(text, entry.path)
         return summarize(ModuleModel(tree, entry.identity))
     except Exception:  # its own lint reports why; here it only gives no facts
-        return None
-
-
-def summarize_tree(tree: ast.Module, entry: ModuleFile) -> Optional[ModuleSummary]:
-    try:
-        return summarize(ModuleModel(tree, entry.identity))
-    except Exception:
         return None

@@ -470,10 +470,6 @@ class Solution:
         return found
 
 
-def _within(qual: str, prefix: str) -> bool:
-    return qual == prefix or qual.startswith(prefix + ".")
-
-
 def solve_alone(summary: ModuleSummary) -> ModuleFacts:
     """The facts a module gives itself, as if it were the whole project."""
     return Solution([summary]).view(summary.module)

@@ -1706,26 +1706,16 @@ class ClientSharedAcrossFork(Rule):
                     yield self.finding(node, message)
 
     def _add_factory_starts(self, starts: Dict[ClientKey, List[ast.Call]]) -> None:
-        """``zk = connect()`` where the module's function connect() starts the client it returns:
-        the call starts `zk` (kazoo issue 519's shape)."""
+        """``zk = connect()`` where connect() (in this module or another of the project)
+        starts the client it returns: the call starts `zk` (kazoo issue 519's shape)."""
         model = self.model
-        parents = model.parents()
-        started = {}
-        for site in model.calls:
-            statement = parents.get(id(site.node))
-            if not isinstance(statement, ast.Assign) or statement.value is not site.node or len(statement.targets) != 1:
+        for assign, scope in model.assignments:
+            call = assign.value
+            if call.__class__ is not ast.Call or len(assign.targets) != 1 or not model.project_factory(call, scope):
                 continue
-            target = model.resolve_function(site.node.func, site.scope)
-            if not isinstance(target, _FUNCTION_DEFS):
-                continue
-            if id(target) not in started:
-                started[id(target)] = model.is_client_factory(target) and any(
-                    method in ("start", "start_async") and key.kind == "name" and key.scope.node is target
-                    for _, key, method in self._by_scope.get(id(target), ())
-                )
-            key = model.client_key(statement.targets[0], site.scope) if started[id(target)] else None
+            key = model.client_key(assign.targets[0], scope)
             if key is not None:
-                starts.setdefault(key, []).append(site.node)
+                starts.setdefault(key, []).append(call)
 
     # -- where the process forks ---------------------------------------------------------
 
