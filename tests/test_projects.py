@@ -103,6 +103,41 @@ def test_warm_run_from_the_cache_says_the_same(project, capsys, monkeypatch, tmp
     assert cold == warm == expectations(project)
 
 
+@pytest.mark.parametrize("project", ["factory", "crossmodule", "scripts"], indirect=True)
+def test_a_warm_run_reads_no_summary(project, capsys, monkeypatch, tmp_path):
+    """Nothing changed: the findings come from the index; no summary is read or settled."""
+    from zklint.project.cache import Cache
+
+    cache = str(tmp_path / "cache")
+    cold = cli_findings(["--cache-dir", cache, "."], capsys, project, monkeypatch)
+    read = []
+    original = Cache.summary
+    monkeypatch.setattr(Cache, "summary", lambda self, digest: read.append(digest) or original(self, digest))
+    assert cli_findings(["--cache-dir", cache, "."], capsys, project, monkeypatch) == cold
+    assert read == []
+    # a comment changes a file's bytes, not its summary: still nothing to settle again
+    module = next(p for p in sorted(project.rglob("*.py")) if "azoo" in p.read_text())
+    module.write_text(module.read_text() + "# touched\n")
+    assert cli_findings(["--cache-dir", cache, "."], capsys, project, monkeypatch) == cold
+    assert read == []
+
+
+@pytest.mark.parametrize("project", ["factory"], indirect=True)
+def test_summaries_lost_from_the_cache_are_built_again(project, capsys, monkeypatch, tmp_path):
+    """The index names summaries whose files are gone: settling the project (a factory
+    changed) summarises those modules again instead of losing their facts."""
+    cache = tmp_path / "cache"
+    before = cli_findings(["--cache-dir", str(cache), "."], capsys, project, monkeypatch)
+    assert ("src/jobs/sweep.py", 7, "ZK201") in before
+    for path in cache.rglob("summaries/*.json"):
+        path.unlink()
+    connection = project / "src" / "jobs" / "connection.py"
+    connection.write_text(connection.read_text().replace("    client.start()\n", ""))
+    after = cli_findings(["--cache-dir", str(cache), "."], capsys, project, monkeypatch)
+    assert after == cli_findings(["--no-cache", "."], capsys, project, monkeypatch)
+    assert not any(rel == "src/jobs/sweep.py" and code == "ZK201" for rel, _, code in after)
+
+
 @pytest.mark.parametrize("project", ["factory"], indirect=True)
 def test_editing_a_factory_changes_findings_in_another_module(project, capsys, monkeypatch):
     """The cache is at the project root (the default); `connect` stops starting the client."""

@@ -263,7 +263,7 @@ def check_files(
                                      report=False))
                 owners.append((project, entry))
         for job, (project, entry), report in zip(first, owners, run_jobs(first, processes)):
-            project.set_summary(entry, report.summary)
+            project.set_summary(entry, report.summary, report.summary_digest)
             report.summary = None
             if job.report:
                 first_reports[entry.path] = report
@@ -274,7 +274,8 @@ def check_files(
     reports: Dict[str, FileReport] = {}
     second: List[Job] = []
     pending: List[Tuple[Job, Project, str]] = []
-    known: Dict[str, Tuple[str, Optional[Dict[str, str]], Dict[str, str]]] = {}  # root -> key, cached, new
+    # root -> the facts' key, the fingerprints cached for it, the views settled in this run
+    known: Dict[str, Tuple[str, Optional[Dict[str, str]], Dict[str, ModuleFacts]]] = {}
     for root, project in projects.by_root.items():
         if project.cache is not None and project.files:
             key = project.facts_key()
@@ -285,7 +286,7 @@ def check_files(
         key = os.path.abspath(job.path)
         project = projects.project_of(job.path, None)
         entry = project.module_file(job.path)
-        if entry is None or (entry.summary is None and not entry.names_kazoo):
+        if entry is None or (not entry.summarized and not entry.names_kazoo):
             reports[job.path] = first_reports.get(key) or FileReport(job.path)
             continue  # never names kazoo and nothing passes through it: nothing to find
         facts = None
@@ -295,7 +296,7 @@ def check_files(
             facts = project.facts_for(job.path)
             fingerprint = facts.fingerprint()
             if remembered:
-                remembered[2][entry.path] = fingerprint
+                remembered[2][entry.path] = facts
         early = first_reports.get(key)
         if early is not None and (early.errors or early.facts_fingerprint == fingerprint):
             reports[job.path] = early
@@ -305,6 +306,8 @@ def check_files(
         if cached is not None:
             reports[job.path] = cached
             continue
+        if facts is None:  # the view was settled by an earlier run: kept beside its fingerprint
+            facts = project.cache.view_facts(fingerprint) if project.cache is not None else None
         if facts is None:
             facts = project.facts_for(job.path)
         second.append(dataclasses.replace(job, facts=facts, summarize_as=None))
@@ -314,9 +317,9 @@ def check_files(
         entry = project.module_file(job.path)
         if entry is not None:
             _remember(project, entry.digest, fingerprint, job, report)
-    for root, (key, _, fingerprints) in known.items():
-        if fingerprints:
-            projects.by_root[root].cache.put_view_fingerprints(key, fingerprints)
+    for root, (key, _, views) in known.items():
+        if views:
+            projects.by_root[root].cache.put_views(key, views)
     projects.save()
     reports.update(unread)
     return [reports[job.path] for job in jobs]
@@ -403,7 +406,7 @@ def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = Tr
         project.add(key, raw)
     project.summarize_missing()
     entry = project.module_file(key)
-    if entry is None or entry.summary is None:
+    if entry is None or not entry.summarized:
         return None  # never names kazoo, and nothing of the project passes through it
     return project.facts_for(key)
 

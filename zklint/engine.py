@@ -149,6 +149,7 @@ class FileReport:
     # For the project layer (`check_bytes(summarize_as=...)`): the module's summary, and
     # the fingerprint of the facts it was linted with when they were its own.
     summary: Optional[ModuleSummary] = None
+    summary_digest: Optional[str] = None
     facts_fingerprint: Optional[str] = None
 
     def __getstate__(self) -> dict:
@@ -219,7 +220,7 @@ def check_bytes(
             model = ModuleModel(tree, summarize_as or standalone_identity(path))
             summary = summarize(model)
             if summarize_as is not None:
-                report.summary = summary
+                report.summary, report.summary_digest = summary, summary.digest()
             if facts is None:
                 facts = solve_alone(summary)
                 report.facts_fingerprint = facts.fingerprint()

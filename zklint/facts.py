@@ -65,7 +65,11 @@ class ModuleFacts:
 
     def fingerprint(self) -> str:
         """A digest of every fact: equal digests, equal answers (the cache's key)."""
-        data = {
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
+
+    def to_json(self) -> dict:
+        """Every fact as JSON data, in a canonical order (`from_json` reads it back)."""
+        return {
             "module": self.module,
             "is_package": self.is_package,
             "aliases": sorted(self.aliases.items()),
@@ -81,7 +85,25 @@ class ModuleFacts:
             "blocking": sorted((k, list(v)) for k, v in self.blocking.items()),
             "synchronous": sorted((list(k), v) for k, v in self.synchronous.items()),
         }
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ModuleFacts":
+        return cls(
+            module=data["module"],
+            is_package=data["is_package"],
+            aliases=dict(data["aliases"]),
+            client_classes=frozenset(data["client_classes"]),
+            factories=dict(data["factories"]),
+            client_params=frozenset(tuple(p) for p in data["client_params"]),
+            param_effects={tuple(k): v for k, v in data["param_effects"]},
+            client_attrs={k: frozenset(v) for k, v in data["client_attrs"]},
+            visible_callers=frozenset(data["visible_callers"]),
+            kept_defaults=frozenset(tuple(p) for p in data["kept_defaults"]),
+            module_clients=dict(data["module_clients"]),
+            project_has_listeners=data["project_has_listeners"],
+            blocking={k: tuple(v) for k, v in data["blocking"]},
+            synchronous={tuple(k): v for k, v in data["synchronous"]},
+        )
 
 
 def follow_aliases(aliases: Dict[str, str], qualified: str) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
 from zklint.facts import ModuleFacts
@@ -42,8 +42,10 @@ class ModuleFile:
     is_package: bool
     digest: str
     names_kazoo: bool
-    summary: Optional[ModuleSummary] = None
-    summary_digest: Optional[str] = None  # of the summary itself: what the project's facts depend on
+    # Of the file's summary: what the project's facts depend on. Set: the file is
+    # summarised; the summary itself is read from the cache only when asked for (a run in
+    # which nothing changed settles nothing and reads none).
+    summary_digest: Optional[str] = None
     unreadable: bool = False  # could not be summarised (syntax error...): no facts from it
     # For a file that never names kazoo: the identifiers it uses, read when the project
     # needs them; and whether it is summarised anyway (it wraps or re-exports what the
@@ -51,11 +53,31 @@ class ModuleFile:
     identifiers: Optional[FrozenSet[bytes]] = None
     wanted: bool = False
     text: Optional[bytes] = None  # unsaved editor text standing in for the file
+    loaded: Optional[ModuleSummary] = field(default=None, repr=False)
+    cache: Optional[Cache] = field(default=None, repr=False)  # where a summary not loaded yet is kept
 
     @property
     def identity(self) -> ModuleFacts:
         """The facts a module has before the project is known: its name."""
         return ModuleFacts(module=self.module, is_package=self.is_package)
+
+    @property
+    def summarized(self) -> bool:
+        return self.summary_digest is not None
+
+    @property
+    def summary(self) -> Optional[ModuleSummary]:
+        if self.loaded is None and self.summary_digest is not None:
+            found = self.cache.summary(self.digest) if self.cache is not None else None
+            if found is None:  # the cache lost it since the index was read: summarise again
+                raw = self.text if self.text is not None else read_bytes(self.path)
+                found = summarize_bytes(raw, self) if raw is not None and digest(raw) == self.digest else None
+                found = (found, found.digest()) if found is not None else None
+            if found is None:  # changed on disk meanwhile: this run gets no facts from it
+                self.summary_digest, self.unreadable = None, True
+                return None
+            self.loaded, self.summary_digest = found
+        return self.loaded
 
 
 # How many times files that wrap the kazoo modules are pulled in (a wrapper of a wrapper...)
@@ -71,6 +93,7 @@ class Project:
         self._solution: Optional[Solution] = None
         self._outside: Optional[List[FrozenSet[bytes]]] = None
         self._wrapper_rounds = 0
+        self._wrappers_key: Optional[str] = None  # see pull_in_wrappers
 
     # ---- reading the project --------------------------------------------------------------
 
@@ -99,22 +122,44 @@ class Project:
         """Files to summarise that have no summary yet: those naming kazoo, and wrappers."""
         return [
             f for f in self.files.values()
-            if (f.names_kazoo or f.wanted) and f.summary is None and not f.unreadable
+            if (f.names_kazoo or f.wanted) and not f.summarized and not f.unreadable
         ]
 
     def pull_in_wrappers(self) -> bool:
         """Mark for summarising the files that never name kazoo but mention a function or
         class the summarised modules define (`from .connection import connect` in an
         ``__init__``, a `get_zk()` wrapping it): the facts pass through them. True when
-        some were added (summarise them, then ask again; bounded)."""
-        if self._wrapper_rounds >= _WRAPPER_ROUNDS:
+        some were added (summarise them, then ask again; bounded).
+
+        Which files those are depends only on the summaries and the other files' text
+        (the facts' key when first asked): the cache remembers the answer, so a run in
+        which nothing changed reads no summary for it."""
+        if self._wrapper_rounds == 0 and self.cache is not None:
+            self._wrappers_key = self.facts_key()
+            remembered = self.cache.wrappers(self._wrappers_key)
+            entries = [self.files.get(path) for path in remembered or ()]
+            if remembered is not None and all(e is not None and not e.names_kazoo for e in entries):
+                for entry in entries:
+                    entry.wanted = True
+                    self._from_cache(entry)
+                self._wrapper_rounds, self._wrappers_key = _WRAPPER_ROUNDS, None
+                self._solution = None
+                return any(not entry.summarized for entry in entries)
+        if self._wrapper_rounds >= _WRAPPER_ROUNDS or not self._pull_in_wrappers():
+            if self._wrappers_key is not None and self.cache is not None:
+                wanted = sorted(path for path, entry in self.files.items() if entry.wanted)
+                self.cache.put_wrappers(self._wrappers_key, wanted)
+                self._wrappers_key = None
             return False
+        return True
+
+    def _pull_in_wrappers(self) -> bool:
         self._wrapper_rounds += 1
         # what a wrapper of summarised module M writes: M's name and a name M defines
         defines: Dict[bytes, Set[bytes]] = {}
         imported: Set[str] = set()  # modules the summarised ones import from or call into
         for entry in self.files.values():
-            if entry.summary is not None:
+            if entry.summarized and entry.summary is not None:
                 names = defines.setdefault(entry.module.rpartition(".")[2].encode(), set())
                 for qual in list(entry.summary.functions) + list(entry.summary.classes):
                     names.update(part.encode() for part in qual.split(".")[-2:])
@@ -153,7 +198,7 @@ class Project:
         """Does a project file that was not summarised write all of `names`?"""
         if self._outside is None:
             self._outside = [
-                self._identifiers(f) for f in self.files.values() if not f.names_kazoo and f.summary is None
+                self._identifiers(f) for f in self.files.values() if not f.names_kazoo and not f.summarized
             ]
         if not self._outside:
             return False
@@ -161,16 +206,18 @@ class Project:
         return any(wanted <= identifiers for identifiers in self._outside)
 
     def _from_cache(self, entry: ModuleFile) -> None:
-        found = self.cache.summary(entry.digest) if self.cache is not None else None
-        if found is not None:
-            entry.summary, entry.summary_digest = found
+        if self.cache is not None:
+            entry.summary_digest, entry.cache = self.cache.summary_digest(entry.digest), self.cache
 
-    def set_summary(self, entry: ModuleFile, summary: Optional[ModuleSummary]) -> None:
+    def set_summary(
+        self, entry: ModuleFile, summary: Optional[ModuleSummary], summary_digest: Optional[str] = None
+    ) -> None:
+        """`summary_digest`: `summary.digest()` when the worker that built it computed it."""
         if summary is None:
             entry.unreadable = True
         else:
-            entry.summary = summary
-            entry.summary_digest = digest(json.dumps(summary.to_json(), sort_keys=True).encode())
+            entry.loaded = summary
+            entry.summary_digest = summary_digest or summary.digest()
             if self.cache is not None:
                 self.cache.put_summary(entry.digest, summary, entry.summary_digest)
         self._solution = None
@@ -179,8 +226,8 @@ class Project:
         """What the project's facts are settled from: the summaries, and the files outside
         them (their names can hide callers). Equal keys, equal facts."""
         parts = sorted(
-            (f.path, f.summary_digest if f.summary is not None else ("-" + f.digest))
-            for f in self.files.values() if f.summary is not None or not f.names_kazoo
+            (f.path, f.summary_digest if f.summarized else ("-" + f.digest))
+            for f in self.files.values() if f.summarized or not f.names_kazoo
         )
         return digest(json.dumps(parts).encode())
 

@@ -17,6 +17,7 @@ import os
 import tempfile
 from typing import Dict, List, Optional, Tuple
 
+from zklint.facts import ModuleFacts
 from zklint.findings import Finding, Fix, Import, Safety, built_elsewhere
 from zklint.project.summary import ModuleSummary
 
@@ -68,11 +69,16 @@ class Cache:
         self.folder = os.path.join(directory, build_key(), root_key)
         self.path = os.path.join(self.folder, "index.json")
         self._new_summaries: Dict[str, dict] = {}
+        # file digest -> the digest of its summary (the summary itself in its own file,
+        # read only when the project's facts are settled again)
+        self.summaries: Dict[str, str] = {}
         self.findings: Dict[str, list] = {}
         # the facts' fingerprint of each checked file, for the summaries they were settled
         # from: a run whose summaries are all the same (nothing changed, or only what no
         # summary shows, like a comment) skips settling the project again
         self.views: dict = {}
+        # the files that wrap the kazoo modules without naming kazoo, for one facts' key
+        self.wrapper_files: dict = {}
         self._dirty = False
         self._load()
 
@@ -80,9 +86,10 @@ class Cache:
         try:
             with open(self.path, encoding="utf-8") as handle:
                 data = json.load(handle)
-            findings, views = data["findings"], data.get("views", {})
-            if isinstance(findings, dict) and isinstance(views, dict):
-                self.findings, self.views = findings, views
+            findings, views, summaries = data["findings"], data["views"], data["summaries"]
+            wrappers = data["wrappers"]
+            if all(isinstance(x, dict) for x in (findings, views, summaries, wrappers)):
+                self.findings, self.views, self.summaries, self.wrapper_files = findings, views, summaries, wrappers
         except (OSError, ValueError, KeyError, TypeError):
             pass  # no cache, or an unreadable one: start afresh
 
@@ -102,8 +109,14 @@ class Cache:
         except (OSError, KeyError, TypeError, ValueError):
             return None
 
+    def summary_digest(self, file_digest: str) -> Optional[str]:
+        """The digest of a file's summary, when the cache holds that summary."""
+        found = self.summaries.get(file_digest)
+        return found if isinstance(found, str) else None
+
     def put_summary(self, file_digest: str, summary: ModuleSummary, summary_digest: str) -> None:
         self._new_summaries[file_digest] = {"summary": summary.to_json(), "digest": summary_digest}
+        self.summaries[file_digest] = summary_digest
 
     # -- findings
 
@@ -132,11 +145,37 @@ class Cache:
         fingerprints = self.views.get("fingerprints")
         return fingerprints if isinstance(fingerprints, dict) else None
 
-    def put_view_fingerprints(self, key: str, fingerprints: Dict[str, str]) -> None:
-        if self.views.get("key") == key:
-            fingerprints = {**self.views.get("fingerprints", {}), **fingerprints}
-        if self.views != {"key": key, "fingerprints": fingerprints}:
-            self.views = {"key": key, "fingerprints": fingerprints}
+    def view_facts(self, fingerprint: str) -> Optional[ModuleFacts]:
+        """The facts of a fingerprint `put_views` kept: a changed file whose summary is the
+        same is linted with them without settling the project again."""
+        data = self.views.get("facts", {}).get(fingerprint)
+        try:
+            return ModuleFacts.from_json(data) if data is not None else None
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def put_views(self, key: str, views: Dict[str, ModuleFacts]) -> None:
+        """Each file's facts, for the summaries of the facts' `key` (another key: a new set)."""
+        same_key = self.views.get("key") == key
+        fingerprints = dict(self.views.get("fingerprints", {})) if same_key else {}
+        facts = dict(self.views.get("facts", {})) if same_key else {}
+        for path, view in views.items():
+            fingerprint = fingerprints[path] = view.fingerprint()
+            facts.setdefault(fingerprint, view.to_json())
+        updated = {"key": key, "fingerprints": fingerprints, "facts": facts}
+        if self.views != updated:
+            self.views = updated
+            self._dirty = True
+
+    def wrappers(self, key: str) -> Optional[List[str]]:
+        if self.wrapper_files.get("key") != key:
+            return None
+        paths = self.wrapper_files.get("paths")
+        return paths if isinstance(paths, list) and all(isinstance(p, str) for p in paths) else None
+
+    def put_wrappers(self, key: str, paths: List[str]) -> None:
+        if self.wrapper_files != {"key": key, "paths": paths}:
+            self.wrapper_files = {"key": key, "paths": paths}
             self._dirty = True
 
     # -- writing
@@ -144,7 +183,9 @@ class Cache:
     def save(self, live_digests: set) -> None:
         """Write what changed (atomically), keeping only entries of files as they are now."""
         findings = {k: v for k, v in self.findings.items() if k.split(":", 1)[0] in live_digests}
-        if not self._dirty and not self._new_summaries and len(findings) == len(self.findings):
+        summaries = {k: v for k, v in self.summaries.items() if k in live_digests}
+        unchanged = len(findings) == len(self.findings) and len(summaries) == len(self.summaries)
+        if not self._dirty and not self._new_summaries and unchanged:
             return
         try:
             os.makedirs(os.path.join(self.folder, "summaries"), exist_ok=True)
@@ -155,7 +196,9 @@ class Cache:
             for file_digest, data in self._new_summaries.items():
                 _write_atomically(self._summary_path(file_digest), data)
             self._new_summaries = {}
-            _write_atomically(self.path, {"findings": findings, "views": self.views})
+            _write_atomically(self.path, {
+                "findings": findings, "views": self.views, "summaries": summaries, "wrappers": self.wrapper_files,
+            })
             for name in os.listdir(os.path.join(self.folder, "summaries")):
                 if name.endswith(".json") and name[:-5] not in live_digests:
                     os.unlink(os.path.join(self.folder, "summaries", name))  # a file as it no longer is

@@ -20,6 +20,8 @@ A value is described by a small tuple (a `Ref`), or None when it is not known:
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
@@ -87,6 +89,12 @@ class ModuleSummary:
     escaped: Set[str] = field(default_factory=set)  # functions read as values, not called
     attribute_calls: Set[str] = field(default_factory=set)  # `<unknown>.name(...)` names
     has_listeners: bool = False
+
+    def digest(self) -> str:
+        """Of the summary's content: what the project's facts are settled from (equal
+        digests, equal summaries). Computed where the summary is built (a worker)."""
+        text = json.dumps(self.to_json(), sort_keys=True).encode()
+        return hashlib.blake2b(text, digest_size=16).hexdigest()
 
     # -- JSON for the cache
 
