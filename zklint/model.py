@@ -17,7 +17,7 @@ import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from zklint.facts import NO_FACTS, ModuleFacts
 
@@ -1417,30 +1417,19 @@ _CHILDREN: Dict[ast.AST, Tuple[ast.AST, ...]] = {}
 
 
 def _child_nodes(node: ast.AST) -> Tuple[ast.AST, ...]:
-    """The nodes ``ast.iter_child_nodes`` yields, in the same order, as a tuple.
+    """The nodes ``ast.iter_child_nodes`` yields, in the same order, as a tuple, less the
+    operator and context nodes (``Load``, ``Add``, ``Eq``...) the parser shares between
+    parents: nothing asks for them as nodes (rules read ``.ctx`` and ``.op`` directly).
 
     The model and the rules walk every function several times; the stdlib version (two
     nested generators per node) was the largest single cost in profiles.
     """
     children = _CHILDREN.get(node)
     if children is None:
-        children = _CHILDREN[node] = tuple(_read_child_nodes(node))
-    return children
-
-
-def _read_child_nodes(node: ast.AST) -> List[ast.AST]:
-    children = []
-    fields = _NODE_FIELDS.get(node.__class__)
-    if fields is None:
-        fields = _node_fields(node.__class__)
-    for name in fields:
-        value = getattr(node, name, None)
-        if isinstance(value, _AST):
-            children.append(value)
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, _AST):
-                    children.append(item)
+        read = _CHILD_READERS.get(node.__class__)
+        if read is None:
+            read = _child_reader(node)
+        children = _CHILDREN[node] = read(node)
     return children
 
 
@@ -1457,13 +1446,46 @@ _PLAIN_FIELDS = {
     "MatchSingleton": {"value"}, "MatchStar": {"name"}, "MatchMapping": {"rest"},
     "MatchClass": {"kwd_attrs"}, "MatchAs": {"name"}, "TypeIgnore": {"lineno", "tag"},
 }
-_NODE_FIELDS: Dict[type, Tuple[str, ...]] = {}
+# Fields holding the shared operator and context nodes (see `_child_nodes`).
+_SHARED_FIELDS = frozenset(["ctx", "op", "ops"])
+# The two list fields the grammar lets hold None (``{**a}``'s key, a keyword-only
+# parameter without default).
+_LISTS_WITH_NONE = frozenset([("Dict", "keys"), ("arguments", "kw_defaults")])
+_CHILD_READERS: Dict[type, Callable[[ast.AST], Tuple[ast.AST, ...]]] = {}
 
 
-def _node_fields(cls: type) -> Tuple[str, ...]:
-    plain = _PLAIN_FIELDS.get(cls.__name__, ()) if cls.__module__ == "ast" else ()
-    fields = _NODE_FIELDS[cls] = tuple(name for name in cls._fields if name not in plain)
-    return fields
+def _child_reader(node: ast.AST) -> Callable[[ast.AST], Tuple[ast.AST, ...]]:
+    """A function reading the children of nodes of `node`'s class, field by field: one
+    attribute read per field instead of a loop over the field names. Whether a field is
+    a list is fixed by the grammar; `node` shows which ones are."""
+    cls = node.__class__
+    if cls.__module__ != "ast":  # a node class of someone else's: read it generically
+        read = _CHILD_READERS[cls] = _read_child_nodes
+        return read
+    plain = _PLAIN_FIELDS.get(cls.__name__, ())
+    lines = ["def read(node):", "    out = []"]
+    for name in cls._fields:
+        if name in plain or name in _SHARED_FIELDS:
+            continue
+        value = getattr(node, name, None)
+        if isinstance(value, list):
+            if (cls.__name__, name) in _LISTS_WITH_NONE:
+                lines.append(f"    out += [item for item in node.{name} if item is not None]")
+            else:
+                lines.append(f"    out += node.{name}")
+        else:
+            lines.append(f"    value = getattr(node, {name!r}, None)")
+            lines.append("    if isinstance(value, AST):")
+            lines.append("        out.append(value)")
+    lines.append("    return tuple(out)")
+    namespace: Dict[str, object] = {"AST": ast.AST}
+    exec("\n".join(lines), namespace)  # field names are the grammar's identifiers
+    read = _CHILD_READERS[cls] = namespace["read"]  # type: ignore[assignment]
+    return read
+
+
+def _read_child_nodes(node: ast.AST) -> Tuple[ast.AST, ...]:
+    return tuple(child for child in ast.iter_child_nodes(node) if child.__class__ not in _SHARED_NODE_TYPES)
 
 
 _AST = ast.AST
@@ -1505,10 +1527,15 @@ _OWN_NODES: Dict[ast.AST, List[ast.AST]] = {}
 
 def _own_nodes(func: ast.AST) -> Iterator[ast.AST]:
     """Nodes of a function body, not descending into nested functions, lambdas or classes."""
+    return iter(own_node_list(func))
+
+
+def own_node_list(func: ast.AST) -> List[ast.AST]:
+    """The nodes `_own_nodes` yields, as the model's own list: read it, never change it."""
     nodes = _OWN_NODES.get(func)
     if nodes is None:  # not a body of the model's index (a node built elsewhere)
         nodes = _OWN_NODES[func] = _body_nodes(func, {}, [])
-    return iter(nodes)
+    return nodes
 
 
 def _body_nodes(owner: ast.AST, parents: Dict[int, ast.AST], nested: List[ast.AST]) -> List[ast.AST]:
@@ -1520,12 +1547,11 @@ def _body_nodes(owner: ast.AST, parents: Dict[int, ast.AST], nested: List[ast.AS
     context node and the operator nodes, which the parser shares between parents, are
     neither listed nor mapped.
     """
-    get, shared = _CHILDREN.get, _SHARED_NODE_TYPES
+    get = _CHILDREN.get
     if owner.__class__ is ast.Lambda:
         for node in walk(owner.args):
             for child in get(node) or _child_nodes(node):
-                if child.__class__ not in shared:
-                    parents[id(child)] = node
+                parents[id(child)] = node
         parents[id(owner.args)] = owner
         stack = [owner.body]
     else:
@@ -1540,7 +1566,7 @@ def _body_nodes(owner: ast.AST, parents: Dict[int, ast.AST], nested: List[ast.AS
         append(node)
         cls = node.__class__
         if cls is name_type or cls is constant_type:
-            continue  # leaves but for a Name's shared context node
+            continue  # leaves
         if cls in scope_types:
             nested.append(node)
             continue
@@ -1548,8 +1574,7 @@ def _body_nodes(owner: ast.AST, parents: Dict[int, ast.AST], nested: List[ast.AS
         if children is None:
             children = _child_nodes(node)
         for child in children:
-            if child.__class__ not in shared:
-                parents[id(child)] = node
+            parents[id(child)] = node
         extend(children)
     return nodes
 

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from zklint.facts import ENDS, OWNS, USES
 from zklint.kazoo_api import BLOCKING_FUNCTIONS, BLOCKING_METHODS, SYNC_CLIENT_OPS, Api
-from zklint.model import ModuleModel, Scope, _escapes_before_return, _own_client_branch, own_nodes
+from zklint.model import ModuleModel, Scope, _escapes_before_return, _own_client_branch, own_node_list
 
 Ref = Optional[tuple]
 
@@ -276,20 +276,14 @@ class _Summarizer:
             (model.qualname(d) or getattr(d, "id", "")) in ("property", "functools.cached_property", "cached_property")
             for d in node.decorator_list
         )
-        # one pass over the body: its calls, returns and whether it is a generator
-        calls: List[ast.Call] = []
-        returns: List[ast.expr] = []
-        generator = False
-        Call, Return, Yield, YieldFrom = ast.Call, ast.Return, ast.Yield, ast.YieldFrom
-        for n in own_nodes(node):
-            kind = n.__class__
-            if kind is Call:
-                calls.append(n)
-            elif kind is Return:
-                if n.value is not None:
-                    returns.append(n.value)
-            elif kind is Yield or kind is YieldFrom:
-                generator = True
+        # the body's calls, returns and whether it is a generator (comprehensions over the
+        # body's node list: most bodies have no return or yield, which the kinds tell at once)
+        nodes = own_node_list(node)
+        kinds = set(map(type, nodes))
+        Call, Return = ast.Call, ast.Return
+        calls = [n for n in nodes if n.__class__ is Call] if Call in kinds else []
+        returns = [n.value for n in nodes if n.__class__ is Return and n.value is not None] if Return in kinds else []
+        generator = ast.Yield in kinds or ast.YieldFrom in kinds
         if isinstance(node, ast.FunctionDef) and not generator:
             if not _escapes_before_return(node, returns):  # handed to an owner before it is returned
                 summary.returns = [self.describe(value, scope) for value in returns]
@@ -299,25 +293,36 @@ class _Summarizer:
         self.summary.functions[qual] = summary
 
     def _waits(self, calls: List[ast.Call], scope: Scope, summary: FunctionSummary) -> None:
-        """What in the body blocks (for callbacks that call this function from elsewhere)."""
+        """What in the body blocks (for callbacks that call this function from elsewhere):
+        the first blocking call, the first synchronous call on each parameter and the
+        project functions called, in the order they are written."""
         api = self.api
         params = {p for p in summary.params + summary.kwonly if len(scope.bindings.get(p, ())) == 1}
-        callees: List[str] = []
-        for node in sorted(calls, key=lambda n: (n.lineno, n.col_offset)):
-            if summary.blocking is None and _last_name(node.func) in _BLOCKING_NAMES:
-                verb = api.blocking_call(node, scope)
-                if verb is not None:
-                    summary.blocking = [f"{_call_text(node)} on line {node.lineno}", verb]
+        maybe_blocking: List[ast.Call] = []
+        synchronous: List[Tuple[int, int, str, str]] = []
+        callees: List[Tuple[int, int, str]] = []
+        Attribute, Name = ast.Attribute, ast.Name
+        for node in calls:
             func = node.func
-            if (
-                isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in params
-                and func.attr in SYNC_CLIENT_OPS and func.value.id not in summary.synchronous
-            ):
-                summary.synchronous[func.value.id] = f"{func.value.id}.{func.attr}() on line {node.lineno}"
+            if func.__class__ is Attribute:
+                if func.attr in _BLOCKING_NAMES:
+                    maybe_blocking.append(node)
+                value = func.value
+                if value.__class__ is Name and value.id in params and func.attr in SYNC_CLIENT_OPS:
+                    synchronous.append((node.lineno, node.col_offset, value.id, func.attr))
+            elif func.__class__ is Name and func.id in _BLOCKING_NAMES:
+                maybe_blocking.append(node)
             callee = self._callee(func, scope)
-            if callee is not None and self._project_name(callee) and callee not in callees:
-                callees.append(callee)
-        summary.callees = callees
+            if callee is not None and self._project_name(callee):
+                callees.append((node.lineno, node.col_offset, callee))
+        for node in sorted(maybe_blocking, key=_position):
+            verb = api.blocking_call(node, scope)
+            if verb is not None:
+                summary.blocking = [f"{_call_text(node)} on line {node.lineno}", verb]
+                break
+        for line, _, name, attr in sorted(synchronous, key=_position_of_row):
+            summary.synchronous.setdefault(name, f"{name}.{attr}() on line {line}")
+        summary.callees = list(dict.fromkeys(callee for _, _, callee in sorted(callees, key=_position_of_row)))
 
     def _lazy_global(self, name: str, scope: Scope) -> Ref:
         """``global _zk; _zk = KazooClient(...); _zk.start(); return _zk``: a module-level
@@ -393,7 +398,12 @@ class _Summarizer:
             by_function: Dict[int, list] = {}
             owner_of: Dict[int, Optional[int]] = {}
             quals = self.model.local_qualname
+            # only Names that may read a parameter matter (`_parameter_effects`)
+            params = set().union(*(scope.params for scope in self.model.scopes.values()))
+            Name = ast.Name
             for read, read_scope in self.model.reads:
+                if read.__class__ is not Name or read.id not in params:
+                    continue
                 key = owner_of.get(id(read_scope), 0)
                 if key == 0:
                     current: Optional[Scope] = read_scope
@@ -577,10 +587,14 @@ _BLOCKING_NAMES = frozenset(
 )
 
 
-def _last_name(func: ast.AST) -> Optional[str]:
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return func.id if isinstance(func, ast.Name) else None
+def _position(node: ast.AST) -> Tuple[int, int]:
+    return node.lineno, node.col_offset
+
+
+def _position_of_row(row: tuple) -> Tuple[int, int]:
+    """(line, column, ...) rows sorted by where they are written; stable for equal places
+    (``f(x)(y)``: both calls start at the same place, the walk's order decides)."""
+    return row[0], row[1]
 
 
 def _call_text(call: ast.Call) -> str:
