@@ -133,47 +133,67 @@ class Solution:
         return ref is not None and ref[0] == "call" and self.factories.get(self.canonical(ref[1]), False)
 
     def _propagate(self) -> None:
+        # What each round looks at, gathered once: only references that may turn out to
+        # be clients (an unknown value, None, never does) and inheritance, which is fixed.
+        returning = [
+            (qual, function) for qual, function in self.functions.items()
+            if function.returns and None not in function.returns
+        ]
+        stored: List[Tuple[str, str, List[Ref]]] = []  # class, attribute, the values stored
+        properties: Dict[str, List[Tuple[str, FunctionSummary]]] = {}
+        for cls, attributes in self.attributes.items():
+            self.client_attrs.setdefault(cls, set())
+            for attr, values in attributes.items():
+                clients = [v for v in values if v != ("none",)]
+                if clients and None not in clients:
+                    stored.append((cls, attr, clients))
+            for name in self._methods(cls):  # properties returning a client attribute
+                method = self.functions.get(f"{cls}.{name}")
+                if method is not None and method.is_property and method.returns and None not in method.returns:
+                    properties.setdefault(cls, []).append((name, method))
+        ancestors = {cls: self._ancestors(cls) for cls in self.classes}
+        # per visible function and parameter, the value each call site passes
+        passed: List[Tuple[str, str, List[Ref]]] = []
+        for qual in self.visible:
+            function = self.functions[qual]
+            sites = self.calls.get(qual, ())
+            if not sites:
+                continue
+            for param in function.params + function.kwonly:
+                if param in function.defaults:
+                    continue
+                values = [self._argument(function, site, param) for site in sites]
+                if None not in values:
+                    passed.append((qual, param, values))
+        is_client = self.is_client
         for _ in range(MAX_ROUNDS):
             before = (len(self.client_classes), len(self.factories), sum(self.factories.values()),
                       len(self.client_params), sum(len(v) for v in self.client_attrs.values()))
             for cls, bases in self.classes.items():
                 if any(b == KAZOO_CLIENT or b in self.client_classes for b in bases):
                     self.client_classes.add(cls)
-            for qual, function in self.functions.items():
+            for qual, function in returning:
                 returns = function.returns
-                if returns and all(self.is_client(r) for r in returns):
+                if all(is_client(r) for r in returns):
                     starts = function.starts_returned or all(self._starts(r) for r in returns)
                     self.factories[qual] = starts or self.factories.get(qual, False)
-            for cls, attributes in self.attributes.items():
-                found = self.client_attrs.setdefault(cls, set())
-                for attr, values in attributes.items():
-                    if attr in found:
-                        continue
-                    clients = [v for v in values if v != ("none",)]
-                    if clients and all(self.is_client(v) for v in clients):
-                        found.add(attr)
-                # properties returning a client attribute: `self.client` reads it
-                for name in list(self._methods(cls)):
-                    method = self.functions.get(f"{cls}.{name}")
-                    if method is not None and method.is_property and method.returns and all(
-                        self.is_client(r) for r in method.returns
-                    ):
+            for cls, attr, clients in stored:
+                found = self.client_attrs[cls]
+                if attr not in found and all(is_client(v) for v in clients):
+                    found.add(attr)
+            for cls, methods in properties.items():
+                found = self.client_attrs[cls]
+                for name, method in methods:
+                    if all(is_client(r) for r in method.returns):
                         found.add(name)
-            for cls in self.classes:  # inherited attributes
-                for base in self._ancestors(cls):
+            for cls, bases in ancestors.items():  # inherited attributes
+                for base in bases:
                     inherited = self.client_attrs.get(base)
                     if inherited:
                         self.client_attrs.setdefault(cls, set()).update(inherited)
-            for qual in self.visible:
-                function = self.functions[qual]
-                sites = self.calls.get(qual, ())
-                if not sites:
-                    continue
-                for param in function.params + function.kwonly:
-                    if (qual, param) in self.client_params or param in function.defaults:
-                        continue
-                    if all(self.is_client(self._argument(function, site, param)) for site in sites):
-                        self.client_params.add((qual, param))
+            for qual, param, values in passed:
+                if (qual, param) not in self.client_params and all(is_client(v) for v in values):
+                    self.client_params.add((qual, param))
             after = (len(self.client_classes), len(self.factories), sum(self.factories.values()),
                      len(self.client_params), sum(len(v) for v in self.client_attrs.values()))
             if after == before:
@@ -243,34 +263,31 @@ class Solution:
         # USES < OWNS: a parameter passed on takes the strongest effect of its callees (ENDS
         # only for the function that itself stops and closes it)
         rank = {USES: 0, ENDS: 1, OWNS: 2}
+        # each parameter passed on, with the parameters it is passed to (None: not one the
+        # project can name), resolved once
+        passed_on = [
+            (qual, param, [self.parameter(self.canonical(callee), slot) for callee, slot in forwards])
+            for qual, function in self.functions.items() for param, forwards in function.forwards.items()
+        ]
         for _ in range(MAX_ROUNDS):
             changed = False
-            for qual, function in self.functions.items():
-                for param, forwards in function.forwards.items():
-                    current = effects.get((qual, param), USES)
-                    if current == OWNS:
-                        continue
-                    for callee, slot in forwards:
-                        found = self._callee_effect(effects, callee, slot) or OWNS
-                        if found == ENDS:
-                            found = OWNS  # passed on to the helper that ends it, maybe not always
-                        if rank[found] > rank[current]:
-                            current = effects[(qual, param)] = found
-                            changed = True
+            for qual, param, targets in passed_on:
+                current = effects.get((qual, param), USES)
+                if current == OWNS:
+                    continue
+                for target in targets:
+                    found = (effects.get(target) if target is not None else None) or OWNS
+                    if found == ENDS:
+                        found = OWNS  # passed on to the helper that ends it, maybe not always
+                    if rank[found] > rank[current]:
+                        current = effects[(qual, param)] = found
+                        changed = True
             if not changed:
                 break
         # The model acts on USES (the caller keeps the client) and ENDS (the call ends it);
         # anything else is "may own it". Only for a parameter some call passes a client to.
         given = self._given_clients()
         self.param_effects = {k: v for k, v in effects.items() if v in (USES, ENDS) and k in given}
-
-    def _callee_effect(self, effects, callee: str, slot: str) -> Optional[str]:
-        target = self.canonical(callee)
-        param = self.parameter(target, slot)
-        if param is None:
-            return None
-        target, name = param
-        return effects.get((target, name))
 
     def parameter(self, target: str, slot: str) -> Optional[Tuple[str, str]]:
         """(function, parameter name) that `slot` ("#index" or a keyword) of a call to
@@ -301,27 +318,36 @@ class Solution:
                 blocking[qual] = (function.blocking[0], function.blocking[1])
             for param, call in function.synchronous.items():
                 synchronous[(qual, param)] = call
+        # resolved once: the project functions each function calls, and the parameters
+        # each of its parameters is passed to
+        calling = [
+            (qual, [(callee, self.canonical(callee)) for callee in function.callees])
+            for qual, function in self.functions.items() if function.callees
+        ]
+        passing = [
+            (qual, param, [(callee, self.parameter(self.canonical(callee), slot)) for callee, slot in forwards])
+            for qual, function in self.functions.items() for param, forwards in function.forwards.items()
+        ]
         for _ in range(MAX_ROUNDS):
             changed = False
-            for qual, function in self.functions.items():
+            for qual, callees in calling:
                 if qual not in blocking:
-                    for callee in function.callees:
-                        found = blocking.get(self.canonical(callee))
-                        if found is not None and self.canonical(callee) != qual:
+                    for callee, target in callees:
+                        found = blocking.get(target)
+                        if found is not None and target != qual:
                             short = callee.rpartition(".")[2]
                             blocking[qual] = (f"{short}() (calls {found[0]})", found[1])
                             changed = True
                             break
-                for param, forwards in function.forwards.items():
-                    if (qual, param) in synchronous:
-                        continue
-                    for callee, slot in forwards:
-                        target = self.parameter(self.canonical(callee), slot)
-                        if target is not None and target in synchronous:
-                            short = callee.rpartition(".")[2]
-                            synchronous[(qual, param)] = f"{short}() (calls {synchronous[target]})"
-                            changed = True
-                            break
+            for qual, param, targets in passing:
+                if (qual, param) in synchronous:
+                    continue
+                for callee, target in targets:
+                    if target is not None and target in synchronous:
+                        short = callee.rpartition(".")[2]
+                        synchronous[(qual, param)] = f"{short}() (calls {synchronous[target]})"
+                        changed = True
+                        break
             if not changed:
                 break
         self.blocking = blocking
@@ -406,7 +432,7 @@ class Solution:
             client_classes=frozenset(q for p in prefixes for q in self._under("client_classes", p)),
             factories=factories,
             client_params=client_params,
-            param_effects=self._by_slot(self.param_effects, targets | own),
+            param_effects=self._by_slot("param_effects", targets | own),
             client_attrs=client_attrs,
             # asked only of parameters that hold a client (ZK102/ZK105: who else may listen)
             visible_callers=frozenset(q for q in own if q in self.visible) if takes_clients else frozenset(),
@@ -414,7 +440,7 @@ class Solution:
             module_clients={q: self.module_clients[q] for q in targets if q in self.module_clients},
             project_has_listeners=self.has_listeners if takes_clients else True,
             blocking=blocking,
-            synchronous=self._by_slot(self.synchronous, targets | own),
+            synchronous=self._by_slot("synchronous", targets | own),
         )
 
     def _leads_to_facts(self, name: str) -> bool:
@@ -431,26 +457,31 @@ class Solution:
             self.__dict__["_fact_quals"] = known
         return target in known or bool(self.client_attrs.get(target))
 
-    def _by_slot(self, table: Dict[Tuple[str, str], str], functions: Set[str]) -> Dict[Tuple[str, str], str]:
-        """`table`'s entries for `functions`, by parameter name and by position ("#0"), as
-        a call reaches them (a class call reaches its __init__)."""
+    def _by_slot(self, name: str, functions: Set[str]) -> Dict[Tuple[str, str], str]:
+        """The entries of table `name` (function, parameter) for `functions`, by parameter
+        name and by position ("#0"), as a call reaches them (a class call reaches its
+        __init__)."""
+        table: Dict[Tuple[str, str], str] = getattr(self, name)
         found: Dict[Tuple[str, str], str] = {}
-        for qual in functions:
+        quals = self.__dict__.setdefault("_quals_of", {}).get(name)
+        if quals is None:  # the functions the table speaks of: most of a module's have no entry
+            quals = self.__dict__["_quals_of"][name] = {qual for qual, _ in table}
+        for qual in functions & quals:
             function = self.functions.get(qual)
             if function is None:
                 continue
-            for name in function.params + function.kwonly:
-                value = table.get((qual, name))
+            for param in function.params + function.kwonly:
+                value = table.get((qual, param))
                 if value is not None:
-                    found[(qual, name)] = value
+                    found[(qual, param)] = value
             positional = function.params[1:] if function.bound else function.params
-            for index, name in enumerate(positional):
-                value = table.get((qual, name))
+            for index, param in enumerate(positional):
+                value = table.get((qual, param))
                 if value is not None:
                     found[(qual, f"#{index}")] = value
                     if qual.endswith(".__init__"):
                         found[(qual[: -len(".__init__")], f"#{index}")] = value
-                        found[(qual[: -len(".__init__")], name)] = value
+                        found[(qual[: -len(".__init__")], param)] = value
         return found
 
     def _under(self, table: str, prefix: str) -> List[str]:
