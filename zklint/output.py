@@ -150,6 +150,8 @@ def finding_line(path: str, finding: Finding, paint: Optional[_Paint] = None) ->
 
 def _width(text: str) -> int:
     """Terminal cells `text` takes: wide East Asian characters take two, combining marks none."""
+    if text.isascii():
+        return len(text)  # the control characters are replaced before: one cell each
     width = 0
     for char in text:
         if unicodedata.combining(char):

@@ -155,6 +155,8 @@ class Project:
 
     def _pull_in_wrappers(self) -> bool:
         self._wrapper_rounds += 1
+        if all(entry.names_kazoo or entry.wanted for entry in self.files.values()):
+            return False  # no file left that could be a wrapper
         # what a wrapper of summarised module M writes: M's name and a name M defines
         defines: Dict[bytes, Set[bytes]] = {}
         imported: Set[str] = set()  # modules the summarised ones import from or call into
