@@ -166,6 +166,80 @@ def test_a_callee_that_starts_keeping_the_client_silences_the_caller(project, ca
     assert ("zkinspect/cli.py", 12, "ZK201") not in after
 
 
+def _plugin_findings(path: Path) -> Set[Tuple[int, str]]:
+    text = path.read_text(encoding="utf-8")
+    checker = ZkLintChecker(ast.parse(text), text.splitlines(keepends=True), str(path))
+    return {(line, message.split()[0]) for line, _, message, _ in checker.run()}
+
+
+def _age(path: Path, seconds: int = 60) -> None:
+    """Make the file look written a while ago (a file changed a moment ago is not stamped)."""
+    past = os.stat(path).st_mtime_ns - seconds * 1_000_000_000
+    os.utime(path, ns=(past, past))
+
+
+@pytest.mark.parametrize("project", ["factory"], indirect=True)
+def test_the_plugin_reads_unchanged_files_once(project, monkeypatch, tmp_path):
+    """A second process (the next flake8 worker or run) stats the project's files and reads
+    only those changed since; the findings are the same, and a change is seen."""
+    import zklint.project as project_layer
+
+    monkeypatch.setenv("ZKLINT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(project)
+    for path in project.rglob("*.py"):
+        _age(path)
+    sweep = project / "src" / "jobs" / "sweep.py"
+    forget_projects()
+    first = _plugin_findings(sweep)
+    assert (7, "ZK201") in first
+    read = []
+    original = project_layer.read_bytes
+    monkeypatch.setattr(project_layer, "read_bytes", lambda path: read.append(path) or original(path))
+    forget_projects()
+    assert _plugin_findings(sweep) == first
+    assert read == []
+    connection = project / "src" / "jobs" / "connection.py"
+    connection.write_text(connection.read_text().replace("    client.start()\n", ""))
+    forget_projects()
+    assert (7, "ZK201") not in _plugin_findings(sweep)
+    # the changed file, and (their names may hide callers) files that never name kazoo
+    assert read[0] == str(connection)
+    assert all("azoo" not in Path(path).read_text() for path in set(read) - {str(connection)})
+    forget_projects()
+
+
+def test_the_plugin_stamps_a_project_without_kazoo_and_sees_kazoo_arrive(tmp_path, monkeypatch):
+    """A project none of whose files names kazoo: read once, then only stat'ed; a file that
+    starts using kazoo (a helper other files hand their client to) is read and counts."""
+    import zklint.project as project_layer
+
+    (tmp_path / "pyproject.toml").write_text("")
+    helper = tmp_path / "helper.py"
+    helper.write_text("def show(zk, path):\n    data, stat = zk.get(path)\n    return data\n")
+    main = tmp_path / "main.py"
+    main.write_text("import helper\n\n\ndef run():\n    return 1\n")
+    for path in (helper, main):
+        _age(path)
+    monkeypatch.setenv("ZKLINT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    forget_projects()
+    assert _plugin_findings(helper) == set()
+    read = []
+    original = project_layer.read_bytes
+    monkeypatch.setattr(project_layer, "read_bytes", lambda path: read.append(path) or original(path))
+    forget_projects()
+    assert _plugin_findings(helper) == set()
+    assert read == []
+    main.write_text(
+        "from kazoo.client import KazooClient\n\nimport helper\n\n\ndef run():\n"
+        "    zk = KazooClient()\n    zk.start()\n    helper.show(zk, '/a')\n"
+    )
+    forget_projects()
+    assert _plugin_findings(main) == {(8, "ZK201")}  # show() only uses the client: still main's to stop
+    assert str(main) in read
+    forget_projects()
+
+
 def test_no_cache_writes_nothing(tmp_path, capsys, monkeypatch):
     copy = tmp_path / "factory"
     shutil.copytree(PROJECTS / "factory", copy)

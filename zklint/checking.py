@@ -27,8 +27,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from zklint.engine import FileReport, check_bytes, internal_error
 from zklint.facts import ModuleFacts
 from zklint.files import Excluder, discover
-from zklint.project import KAZOO_MARKER, Project, read_bytes
-from zklint.project.cache import Cache, cache_dir_for
+from zklint.project import KAZOO_MARKER, Project, read_bytes, read_stamped
+from zklint.project.cache import Cache, Stamp, cache_dir_for
 from zklint.project.layout import Layout
 from zklint.rules import all_rules
 
@@ -419,7 +419,7 @@ def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = Tr
     entry = project.module_file(key)
     if entry is None or not entry.summarized:
         return None  # never names kazoo, and nothing of the project passes through it
-    return project.facts_for(key)
+    return _project_facts(project, key)
 
 
 def _index(project: Project, recursive: bool, force: bool) -> None:
@@ -431,16 +431,49 @@ def _index(project: Project, recursive: bool, force: bool) -> None:
     except Exception:  # a broken configuration is the CLI's to report; use defaults here
         settings = Settings(root=project.root)
     excluder = Excluder(settings.root, settings.exclude + settings.extend_exclude, settings.respect_gitignore)
-    files = []
+    # Files unchanged since an earlier process read them are not read again: a project
+    # without kazoo costs its walk and a stat per file.
+    stamps = project.cache.stamps() if project.cache is not None else {}
+    fresh: Dict[str, Stamp] = {}
+    files: List[Tuple[str, Optional[bytes], Stamp]] = []
     for file_path in project_files(project.root, recursive, excluder):
-        raw = read_bytes(file_path)
-        if raw is not None:
-            files.append((file_path, raw))
-    if force or any(KAZOO_MARKER in raw for _, raw in files):
-        for file_path, raw in files:
-            project.add(file_path, raw)
+        raw, stamp = read_stamped(file_path, stamps, fresh)
+        if stamp is not None:
+            files.append((file_path, raw, stamp))
+            if raw is None:
+                fresh[file_path] = stamp
+    if force or any(stamp.names_kazoo for _, _, stamp in files):
+        for file_path, raw, stamp in files:
+            project.add(file_path, raw, known=stamp)
         project.summarize_missing()
+        _remember_views(project)
+    if project.cache is not None:
+        project.cache.put_stamps(fresh)
         project.save_cache()
+
+
+def _remember_views(project: Project) -> None:
+    """Every summarised file's facts, kept in the cache for the next process that reads
+    the same summaries (each flake8 worker, the next flake8 run): they settle nothing."""
+    if project.cache is None or project.cache.view_fingerprints(project.facts_key()) is not None:
+        return
+    views = {}
+    for path, entry in project.files.items():
+        if entry.summarized:
+            facts = project.facts_for(path)
+            if facts is not None:
+                views[path] = facts
+    project.cache.put_views(project.facts_key(), views)
+
+
+def _project_facts(project: Project, path: str) -> Optional[ModuleFacts]:
+    """`project.facts_for(path)`, from the cache when it holds the view of these summaries."""
+    if project.cache is not None:
+        fingerprint = (project.cache.view_fingerprints(project.facts_key()) or {}).get(path)
+        facts = project.cache.view_facts(fingerprint) if fingerprint is not None else None
+        if facts is not None:
+            return facts
+    return project.facts_for(path)
 
 
 def refresh_file(path: str) -> None:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
 from zklint.facts import ModuleFacts
 from zklint.model import ModuleModel
-from zklint.project.cache import Cache, digest
+from zklint.project.cache import Cache, Stamp, digest
 from zklint.project.layout import Layout
 from zklint.project.solve import Solution
 from zklint.project.summary import ModuleSummary, summarize
@@ -94,29 +95,41 @@ class Project:
         self._outside: Optional[List[FrozenSet[bytes]]] = None
         self._wrapper_rounds = 0
         self._wrappers_key: Optional[str] = None  # see pull_in_wrappers
+        self._facts_key: Optional[str] = None
 
     # ---- reading the project --------------------------------------------------------------
 
-    def add(self, path: str, raw: bytes, unsaved: bool = False) -> ModuleFile:
-        """Take in one file's current bytes (a file on disk, or an editor's unsaved text)."""
+    def add(
+        self, path: str, raw: Optional[bytes], unsaved: bool = False, known: Optional["Stamp"] = None
+    ) -> ModuleFile:
+        """Take in one file's current bytes (a file on disk, or an editor's unsaved text);
+        or, with `raw` None, a file on disk whose `known` stamp says it has not changed."""
         key = os.path.abspath(path)
         module, is_package = self.layout.module_of(key, self.root)
-        names_kazoo = KAZOO_MARKER in raw
-        file_digest = digest(raw)
-        known = self.files.get(key)
-        if known is not None and known.digest == file_digest:
-            return known
+        if raw is None:
+            assert known is not None
+            file_digest, names_kazoo = known.digest, known.names_kazoo
+        else:
+            file_digest, names_kazoo = digest(raw), KAZOO_MARKER in raw
+        previous = self.files.get(key)
+        if previous is not None and previous.digest == file_digest:
+            return previous
         entry = ModuleFile(key, module, is_package, file_digest, names_kazoo, text=raw if unsaved else None)
         if self.cache is not None and names_kazoo:
             self._from_cache(entry)
-        if known is not None and known.wanted and not names_kazoo:
+        if previous is not None and previous.wanted and not names_kazoo:
             entry.wanted = True
-            entry.identifiers = frozenset(_IDENTIFIER.findall(raw))
+            if raw is not None:
+                entry.identifiers = frozenset(_IDENTIFIER.findall(raw))
             if self.cache is not None:
                 self._from_cache(entry)
         self.files[key] = entry
-        self._solution = None
+        self._changed()
         return entry
+
+    def _changed(self) -> None:
+        self._solution = None
+        self._facts_key = None
 
     def missing(self) -> List[ModuleFile]:
         """Files to summarise that have no summary yet: those naming kazoo, and wrappers."""
@@ -143,7 +156,7 @@ class Project:
                     entry.wanted = True
                     self._from_cache(entry)
                 self._wrapper_rounds, self._wrappers_key = _WRAPPER_ROUNDS, None
-                self._solution = None
+                self._changed()
                 return any(not entry.summarized for entry in entries)
         if self._wrapper_rounds >= _WRAPPER_ROUNDS or not self._pull_in_wrappers():
             if self._wrappers_key is not None and self.cache is not None:
@@ -187,7 +200,7 @@ class Project:
                     self._from_cache(entry)
                 added = True
         if added:
-            self._solution = None
+            self._changed()
         return added
 
     def _identifiers(self, entry: ModuleFile) -> FrozenSet[bytes]:
@@ -222,22 +235,26 @@ class Project:
             entry.summary_digest = summary_digest or summary.digest()
             if self.cache is not None:
                 self.cache.put_summary(entry.digest, summary, entry.summary_digest)
-        self._solution = None
+        self._changed()
 
     def facts_key(self) -> str:
         """What the project's facts are settled from: the summaries, and the files outside
         them (their names can hide callers). Equal keys, equal facts."""
-        parts = sorted(
-            (f.path, f.summary_digest if f.summarized else ("-" + f.digest))
-            for f in self.files.values() if f.summarized or not f.names_kazoo
-        )
-        return digest(json.dumps(parts).encode())
+        if self._facts_key is None:
+            parts = sorted(
+                (f.path, f.summary_digest if f.summarized else ("-" + f.digest))
+                for f in self.files.values() if f.summarized or not f.names_kazoo
+            )
+            self._facts_key = digest(json.dumps(parts).encode())
+        return self._facts_key
 
     def summarize_missing(self) -> None:
         """Summarise, in this process, every file that needs it (flake8, the language server)."""
         while True:
             for entry in self.missing():
                 raw = entry.text if entry.text is not None else read_bytes(entry.path)
+                if raw is not None and digest(raw) != entry.digest:  # changed since it was stamped
+                    entry = self.add(entry.path, raw)
                 self.set_summary(entry, summarize_bytes(raw, entry) if raw is not None else None)
             if not self.pull_in_wrappers():
                 return
@@ -294,6 +311,31 @@ class Project:
     def save_cache(self) -> None:
         if self.cache is not None:
             self.cache.save({f.digest for f in self.files.values()})
+
+
+def read_stamped(
+    path: str, stamps: Dict[str, Stamp], fresh: Dict[str, Stamp]
+) -> Tuple[Optional[bytes], Optional[Stamp]]:
+    """(None, stamp) for a file its stamp in `stamps` says is unchanged; else (bytes, its
+    new stamp, also put in `fresh` unless it changed a moment ago); (None, None) when it
+    cannot be read."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None, None
+    known = stamps.get(path)
+    if known is not None and known.size == status.st_size and known.mtime_ns == status.st_mtime_ns:
+        return None, known
+    raw = read_bytes(path)
+    if raw is None:
+        return None, None
+    stamp = Stamp(len(raw), status.st_mtime_ns, digest(raw), KAZOO_MARKER in raw)
+    if stamp.size == status.st_size and time.time_ns() - status.st_mtime_ns > _RACY_NS:
+        fresh[path] = stamp
+    return raw, stamp
+
+
+_RACY_NS = 2_000_000_000
 
 
 def read_bytes(path: str) -> Optional[bytes]:

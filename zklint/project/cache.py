@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from zklint.facts import ModuleFacts
@@ -23,6 +24,19 @@ from zklint.project.summary import ModuleSummary
 
 CACHE_DIR_NAME = ".zklint_cache"
 CACHE_ENV = "ZKLINT_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What a file on disk was when last read: its size and modification time, and what
+    its bytes were (their digest, whether they name kazoo). Same size and time: the same
+    bytes, as ruff and git assume; a file changed in the two seconds before it was read is
+    not stamped (its time could stay the same through a second change)."""
+
+    size: int
+    mtime_ns: int
+    digest: str
+    names_kazoo: bool
 
 
 def digest(raw: bytes) -> str:
@@ -79,6 +93,9 @@ class Cache:
         self.views: dict = {}
         # the files that wrap the kazoo modules without naming kazoo, for one facts' key
         self.wrapper_files: dict = {}
+        # path -> [size, mtime_ns, digest, names kazoo] of every file of the project when
+        # the flake8 plugin or the language server last read it (see project.Stamp)
+        self.file_stamps: dict = {}
         self._dirty = False
         self._load()
 
@@ -87,9 +104,10 @@ class Cache:
             with open(self.path, encoding="utf-8") as handle:
                 data = json.load(handle)
             findings, views, summaries = data["findings"], data["views"], data["summaries"]
-            wrappers = data["wrappers"]
-            if all(isinstance(x, dict) for x in (findings, views, summaries, wrappers)):
-                self.findings, self.views, self.summaries, self.wrapper_files = findings, views, summaries, wrappers
+            wrappers, stamps = data["wrappers"], data["stamps"]
+            if all(isinstance(x, dict) for x in (findings, views, summaries, wrappers, stamps)):
+                self.findings, self.views, self.summaries = findings, views, summaries
+                self.wrapper_files, self.file_stamps = wrappers, stamps
         except (OSError, ValueError, KeyError, TypeError):
             pass  # no cache, or an unreadable one: start afresh
 
@@ -178,6 +196,22 @@ class Cache:
             self.wrapper_files = {"key": key, "paths": paths}
             self._dirty = True
 
+    def stamps(self) -> Dict[str, Stamp]:
+        found = {}
+        for path, item in self.file_stamps.items():
+            try:
+                found[path] = Stamp(int(item[0]), int(item[1]), str(item[2]), bool(item[3]))
+            except (TypeError, ValueError, IndexError):
+                pass
+        return found
+
+    def put_stamps(self, stamps: Dict[str, Stamp]) -> None:
+        """The stamps of every file the project has now (files gone are dropped)."""
+        table = {p: [s.size, s.mtime_ns, s.digest, s.names_kazoo] for p, s in stamps.items()}
+        if table != self.file_stamps:
+            self.file_stamps = table
+            self._dirty = True
+
     # -- writing
 
     def save(self, live_digests: set) -> None:
@@ -198,6 +232,7 @@ class Cache:
             self._new_summaries = {}
             _write_atomically(self.path, {
                 "findings": findings, "views": self.views, "summaries": summaries, "wrappers": self.wrapper_files,
+                "stamps": self.file_stamps,
             })
             for name in os.listdir(os.path.join(self.folder, "summaries")):
                 if name.endswith(".json") and name[:-5] not in live_digests:
