@@ -8,11 +8,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python < 3.11 only
-    import tomli as tomllib
-
 from zklint.rules import all_rules
 
 
@@ -113,6 +108,7 @@ def load_settings(config_path: Optional[str] = None, start: str = ".") -> Settin
     path = config_path or find_pyproject(start)
     if path is None:
         return Settings(root=os.path.abspath(start), options=_default_options())
+    tomllib = _tomllib()
     try:
         with open(path, "rb") as handle:
             document = tomllib.load(handle)
@@ -129,6 +125,16 @@ def load_settings(config_path: Optional[str] = None, start: str = ".") -> Settin
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [tool.zklint] must be a table")
     return settings_from_table(table, path)
+
+
+def _tomllib():
+    """The TOML parser, imported once a configuration is read (a run without one does not
+    pay its ~4 ms of imports)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python < 3.11 only
+        import tomli as tomllib
+    return tomllib
 
 
 def _default_options() -> Dict[str, object]:
