@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 # Directories no one wants linted; like ruff's defaults. Matched by name at any depth.
 DEFAULT_EXCLUDES = (
@@ -97,6 +98,8 @@ class PatternSet:
 
     def match(self, path: str, is_dir: bool) -> Optional[bool]:
         """True: excluded, False: re-included by ``!``, None: no pattern speaks of it."""
+        if not self.patterns:
+            return None
         return self.match_relative(self.relative(os.path.abspath(path)), is_dir)
 
     def match_relative(self, rel: str, is_dir: bool) -> Optional[bool]:
@@ -187,17 +190,17 @@ class _Scope:
         return _excluded(configured, (ignore.match(name, is_dir) for ignore in self.gitignores))
 
 
-_DEFAULT_DIRS = PatternSet(os.sep, DEFAULT_EXCLUDES)
-_default_dir_verdicts: Dict[str, bool] = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _is_default_dir(name: str) -> bool:
     """Whether a directory of this name is skipped by default. The default patterns are
     names (no "/", "**" or brackets): the verdict depends on the name alone, remembered."""
-    known = _default_dir_verdicts.get(name)
-    if known is None:
-        known = _default_dir_verdicts[name] = bool(_DEFAULT_DIRS.match_relative(name, True))
-    return known
+    return bool(_default_dirs().match_relative(name, True))
+
+
+@functools.lru_cache(maxsize=1)
+def _default_dirs() -> PatternSet:
+    # compiled on the first walk: a run given only files does not need them
+    return PatternSet(os.sep, DEFAULT_EXCLUDES)
 
 
 def _parents(path: str) -> Iterator[str]:
