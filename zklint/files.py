@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 import os
 import re
 import stat
@@ -262,14 +263,14 @@ def _walk(top: str, excluder: Excluder) -> Iterator[Tuple[str, Optional[str], st
     directory answers the rest (which entries are directories, links, regular files).
     """
     above = _gitignores_above(top) if excluder.respect_gitignore else []
-    # (path as walked, absolute path, real path, .gitignore files in force above it)
     top_absolute = os.path.abspath(top)
+    # directories to list: (path as walked, absolute path, real path, .gitignore files above it)
     pending: List[Tuple[str, str, str, List[PatternSet]]] = [(top, top_absolute, os.path.realpath(top), above)]
     while pending:
         directory, absolute, real, inherited = pending.pop()
         try:
             with os.scandir(directory) as scan:
-                entries = sorted(scan, key=_entry_name)
+                entries = sorted(scan, key=operator.attrgetter("name"))
         except OSError:
             continue  # unreadable, or gone since it was listed: passed over, as os.walk does
         names = {entry.name for entry in entries}
@@ -312,13 +313,8 @@ def _walk(top: str, excluder: Excluder) -> Iterator[Tuple[str, Optional[str], st
         pending.extend(reversed(subdirectories))
 
 
-def _entry_name(entry: "os.DirEntry[str]") -> str:
-    return entry.name
-
-
 # os.scandir answers these from the directory listing; when it must ask the file system
-# and that fails, the entry counts as neither (as os.walk does).
-
+# and that fails, the entry counts as neither (as in os.walk).
 
 def _is_dir(entry: "os.DirEntry[str]") -> bool:
     try:
