@@ -142,7 +142,7 @@ class _SettingsResolver:
     def for_path(self, path: str) -> Settings:
         if self.args.config:
             return self.default()
-        directory = os.path.dirname(path)  # "" for a file of the current directory: abspath makes it that
+        directory = os.path.dirname(path)  # as given: "" is the current directory
         found = self._by_directory.get(directory)
         if found is None:
             found = self._by_directory[directory] = self._load(self._pyprojects.find(directory))
