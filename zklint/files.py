@@ -127,7 +127,7 @@ class Excluder:
         self.respect_gitignore = respect_gitignore
 
     def excluded(self, path: str, is_dir: bool, gitignores: Sequence[PatternSet] = ()) -> bool:
-        return _excluded(self.configured.match(path, is_dir), (ignore.match(path, is_dir) for ignore in gitignores))
+        return _excluded(self.configured, gitignores, path, is_dir)
 
     def excluded_with_parents(self, path: str) -> bool:
         """For a file named explicitly: excluded itself or inside an excluded directory."""
@@ -136,12 +136,16 @@ class Excluder:
         return any(self.configured.match(parent, True) for parent in _parents(path))
 
 
-def _excluded(configured: Optional[bool], gitignored: Iterable[Optional[bool]]) -> bool:
-    """A configured exclude wins; else the last .gitignore verdict (the nearest file's)."""
-    if configured:
+def _excluded(configured, gitignores, subject: str, is_dir: bool) -> bool:
+    """A configured exclude wins; else the last .gitignore verdict (the nearest file's).
+
+    `configured` (or None) and `gitignores` are PatternSets asked about a path, or, in a
+    walk, their _Located views asked about an entry's name."""
+    if configured is not None and configured.match(subject, is_dir):
         return True
     verdict = None
-    for result in gitignored:
+    for ignore in gitignores:
+        result = ignore.match(subject, is_dir)
         if result is not None:
             verdict = result
     return bool(verdict)
@@ -185,10 +189,7 @@ class _Scope:
         self.empty = self.configured is None and not self.gitignores
 
     def excluded(self, name: str, is_dir: bool) -> bool:
-        if self.empty:
-            return False
-        configured = self.configured.match(name, is_dir) if self.configured is not None else None
-        return _excluded(configured, (ignore.match(name, is_dir) for ignore in self.gitignores))
+        return not self.empty and _excluded(self.configured, self.gitignores, name, is_dir)
 
 
 @functools.lru_cache(maxsize=None)
@@ -282,19 +283,21 @@ def _walk(top: str, excluder: Excluder) -> Iterator[Tuple[str, Optional[str], st
             if own is not None:
                 gitignores = inherited + [own]
         scope = _Scope(absolute, excluder.configured, gitignores)
+        # os.path.join(directory, name) is os.path.join(directory, "") (a separator added
+        # unless there is one) and the name: the first part is joined once per directory
+        walked_in, absolute_in, real_in = (os.path.join(path, "") for path in (directory, absolute, real))
         subdirectories = []
         for entry in entries:
             name = entry.name
             if _is_dir(entry):
                 if not (_is_symlink(entry) or scope.excluded(name, True) or _is_default_dir(name)):
-                    subdirectories.append((os.path.join(directory, name), os.path.join(absolute, name),
-                                           os.path.join(real, name), gitignores))
+                    subdirectories.append((walked_in + name, absolute_in + name, real_in + name, gitignores))
                 continue
             if not name.endswith(PYTHON_SUFFIXES) or scope.excluded(name, False):
                 continue
-            full = os.path.join(directory, name)
+            full = walked_in + name
             if _is_regular_file(entry):
-                yield full, None, os.path.join(real, name)
+                yield full, None, real_in + name
                 continue
             # A symbolic link, or not a regular file: ask the file system.
             try:
