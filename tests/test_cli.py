@@ -313,6 +313,20 @@ def test_nearest_pyproject_wins(cli, tmp_path):
     assert has_zk401(cli("check", ".", cwd=tmp_path / "app"))
 
 
+def test_each_file_takes_its_nearest_pyproject_in_one_run(cli, tmp_path):
+    _project(tmp_path, 'select = ["ZK401"]\n')
+    inner = tmp_path / "lib" / "inner"
+    write(inner / "pyproject.toml", '[tool.zklint]\nignore = ["ZK4"]\n')
+    write(inner / "skip" / "pyproject.toml", '[tool.zklint]\nselect = ["ZK401"]\nexclude = ["d.py"]\n')
+    for rel in ["deep/a.py", "b.py", "skip/d.py", "skip/e.py", "../other/c.py"]:
+        write(inner / rel, BAD)
+    expected = {"main.py", "out.py", "skip_me.py", "util.py", "c.py", "e.py"}
+    assert found_files(cli("check", ".")) == expected
+    # deeper directories first, then the ones above them and beside them
+    assert found_files(cli("check", "lib/inner/skip/e.py", "lib/inner/skip/d.py", "lib/inner/deep/a.py",
+                           "lib/inner/b.py", "lib/other/c.py", "lib/util.py", "app")) == expected
+
+
 def test_pyproject_without_a_zklint_table_is_passed_over(cli, tmp_path):
     _project(tmp_path, 'ignore = ["ZK401"]\n')
     write(tmp_path / "sub" / "pyproject.toml", "[project]\nname = 'inner'\n")

@@ -182,11 +182,17 @@ class Projects:
         """The project of a file to check. Without a root marker above it, the project is
         the directory that was walked to find it, or for a file named on its own its
         directory's files (never a walk of everything below an unmarked directory)."""
+        # _of_file knows each file by its absolute path and by the path it was given as
+        known = self._of_file.get(path)
+        if known is not None:
+            return known
         key = os.path.abspath(path)
         known = self._of_file.get(key)
         if known is not None:
+            self._of_file[path] = known
             return known
-        root = self.layout.marked_root(key)
+        # a job's path is a file's (discovery sent directories to be walked)
+        root = self.layout.marked_root_of_directory(os.path.dirname(key))
         recursive = True
         if root is None:
             if walked_from is not None:
@@ -200,20 +206,19 @@ class Projects:
                 cache = Cache(cache_dir_for(root, self.cache.directory), root)
             project = self.by_root[root] = Project(root, self.layout, cache)
             self._recursive[root] = recursive
-        if walked_from is not None and os.path.abspath(walked_from) == root:
+        if walked_from is not None and root not in self._walked and os.path.abspath(walked_from) == root:
             self._walked.add(root)  # its files are the ones being checked: no second walk
-        self._of_file[key] = project
+        self._of_file[key] = self._of_file[path] = project
         return project
 
     def read_all(self, given: Sequence[Tuple[str, bytes]]) -> None:
         """Read every project's modules (the files given first, as they are now). A project
         none of whose files names kazoo is left empty: no client can reach its files."""
         files: Dict[str, List[Tuple[str, bytes]]] = {root: [] for root in self.by_root}
-        seen = set()
         for path, raw in given:
-            key = os.path.abspath(path)
-            seen.add(key)
-            files[self._of_file[key].root].append((path, raw))
+            files[self.project_of(path, None).root].append((path, raw))
+        # the given files' absolute paths, for the projects whose files are read by a walk here
+        seen = {os.path.abspath(path) for path, _ in given} if set(self.by_root) - self._walked else set()
         for root, project in self.by_root.items():
             if root not in self._walked:
                 for path in self._project_files(project):

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from zklint import __version__
 from zklint.checking import CacheOptions, Job, check_files, facts_for_file
-from zklint.config import ConfigError, Settings, find_pyproject, load_settings, split_codes
+from zklint.config import ConfigError, PyprojectFinder, Settings, load_settings, split_codes
 from zklint.engine import FileReport, RuleSelection, UnknownSelector, check_bytes
 from zklint.files import Excluder, discover
 from zklint.project.cache import CACHE_ENV
@@ -130,20 +130,28 @@ class _SettingsResolver:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        self._pyprojects = PyprojectFinder()
         self._by_config: Dict[Optional[str], Settings] = {}
-        self._by_directory: Dict[str, Settings] = {}
+        self._by_directory: Dict[str, Settings] = {}  # by the directory part of a path, as given
+        self._excluders: Dict[int, Excluder] = {}  # by id of the settings
 
     def default(self) -> Settings:
         """The settings of the current directory (or --config): file discovery's excludes."""
-        return self._load(self.args.config or find_pyproject("."))
+        return self._load(self.args.config or self._pyprojects.find("."))
 
     def for_path(self, path: str) -> Settings:
         if self.args.config:
             return self.default()
-        directory = os.path.dirname(os.path.abspath(path))
+        directory = os.path.dirname(path)  # as given: "" is the current directory
         found = self._by_directory.get(directory)
         if found is None:
-            found = self._by_directory[directory] = self._load(find_pyproject(directory))
+            found = self._by_directory[directory] = self._load(self._pyprojects.find(directory))
+        return found
+
+    def excluder(self, settings: Settings) -> Excluder:
+        found = self._excluders.get(id(settings))
+        if found is None:
+            found = self._excluders[id(settings)] = _excluder(settings)
         return found
 
     def _load(self, config: Optional[str]) -> Settings:
@@ -206,7 +214,8 @@ def check_command(args: argparse.Namespace) -> int:
             return EXIT_ERROR
         return _check_stdin(args, settings, out, err)
 
-    excluder = _excluder(settings)
+    excluder = resolver.excluder(settings)
+    edits = _wants_edits(args)
     jobs: List[Job] = []
     walked_from: Dict[str, Optional[str]] = {}
     errors: List[Tuple[str, str]] = []
@@ -219,7 +228,7 @@ def check_command(args: argparse.Namespace) -> int:
             continue
         try:
             file_settings = resolver.for_path(path)
-            if file_settings is not settings and _excluder(file_settings).excluded_with_parents(path):
+            if file_settings is not settings and resolver.excluder(file_settings).excluded_with_parents(path):
                 continue  # a nested pyproject.toml excludes it
             ignored = tuple(file_settings.ignored_for(path))
             selection = (id(file_settings), ignored)
@@ -230,7 +239,7 @@ def check_command(args: argparse.Namespace) -> int:
             continue
         walked_from[path] = next((given for given, prefix in walked_dirs if path.startswith(prefix)), None)
         jobs.append(Job(path, selections[selection], file_settings.options, args.fix, args.unsafe_fixes,
-                        args.diff, edits=_wants_edits(args)))
+                        args.diff, edits=edits))
     # --diff promises to write nothing: it reads the cache but leaves it as it was.
     cache = CacheOptions(enabled=not args.no_cache, directory=args.cache_dir, write=not args.diff)
     reports = check_files(jobs, walked_from, excluder, args.jobs or os.cpu_count() or 1, cache)

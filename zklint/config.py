@@ -8,11 +8,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python < 3.11 only
-    import tomli as tomllib
-
 from zklint.rules import all_rules
 
 
@@ -68,27 +63,52 @@ _LIST_KEYS = {
 
 def find_pyproject(start: str) -> Optional[str]:
     """The nearest pyproject.toml at or above `start` that has a [tool.zklint] table."""
-    current = os.path.abspath(start)
-    while True:
-        candidate = os.path.join(current, "pyproject.toml")
-        if os.path.isfile(candidate):
-            try:
-                with open(candidate, "rb") as handle:
-                    raw = handle.read()
-            except OSError:
-                raw = b""
-            if b"tool.zklint" in raw:
-                return candidate
-        parent = os.path.dirname(current)
-        if parent == current:
-            return None
-        current = parent
+    return PyprojectFinder().find(start)
+
+
+class PyprojectFinder:
+    """`find_pyproject` for the many directories of one run: each directory's answer is
+    remembered, so a directory costs one look at its own pyproject.toml."""
+
+    def __init__(self) -> None:
+        self._found: Dict[str, Optional[str]] = {}
+
+    def find(self, start: str) -> Optional[str]:
+        current = os.path.abspath(start)
+        climbed = []
+        found: Optional[str] = None
+        while current not in self._found:
+            climbed.append(current)
+            candidate = os.path.join(current, "pyproject.toml")
+            if _configures_zklint(candidate):
+                found = candidate
+                break
+            parent = os.path.dirname(current)
+            if parent == current:
+                break
+            current = parent
+        else:
+            found = self._found[current]
+        for directory in climbed:
+            self._found[directory] = found
+        return found
+
+
+def _configures_zklint(candidate: str) -> bool:
+    if not os.path.isfile(candidate):
+        return False
+    try:
+        with open(candidate, "rb") as handle:
+            return b"tool.zklint" in handle.read()
+    except OSError:
+        return False
 
 
 def load_settings(config_path: Optional[str] = None, start: str = ".") -> Settings:
     path = config_path or find_pyproject(start)
     if path is None:
         return Settings(root=os.path.abspath(start), options=_default_options())
+    tomllib = _tomllib()
     try:
         with open(path, "rb") as handle:
             document = tomllib.load(handle)
@@ -105,6 +125,16 @@ def load_settings(config_path: Optional[str] = None, start: str = ".") -> Settin
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [tool.zklint] must be a table")
     return settings_from_table(table, path)
+
+
+def _tomllib():
+    """The TOML parser, imported once a configuration is read (a run without one does not
+    pay its ~4 ms of imports)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python < 3.11 only
+        import tomli as tomllib
+    return tomllib
 
 
 def _default_options() -> Dict[str, object]:

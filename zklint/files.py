@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import re
 import stat
@@ -25,6 +27,10 @@ class Pattern:
     negated: bool
     directory_only: bool
     anchored: bool
+    # Tried on the whole relative path too: anchored, or able to match a "/" (``**``, or a
+    # bracket expression such as ``[!x]``). Any other pattern can only match a path without
+    # a "/", which is its own name: trying it on the name is enough.
+    whole_path: bool
 
 
 def compile_pattern(text: str) -> Optional[Pattern]:
@@ -76,7 +82,8 @@ def compile_pattern(text: str) -> Optional[Pattern]:
         else:
             regex.append(re.escape(text[i]))
             i += 1
-    return Pattern(re.compile("".join(regex) + r"\Z"), negated, directory_only, anchored)
+    whole_path = anchored or "**" in text or "[" in text
+    return Pattern(re.compile("".join(regex) + r"\Z"), negated, directory_only, anchored, whole_path)
 
 
 class PatternSet:
@@ -86,9 +93,18 @@ class PatternSet:
         self.base = os.path.abspath(base)
         self.patterns = [p for p in (compile_pattern(line) for line in lines) if p is not None]
 
+    def relative(self, absolute: str) -> str:
+        """An absolute path relative to the base, with "/" separators."""
+        return os.path.relpath(absolute, self.base).replace(os.sep, "/")
+
     def match(self, path: str, is_dir: bool) -> Optional[bool]:
         """True: excluded, False: re-included by ``!``, None: no pattern speaks of it."""
-        rel = os.path.relpath(os.path.abspath(path), self.base).replace(os.sep, "/")
+        if not self.patterns:
+            return None
+        return self.match_relative(self.relative(os.path.abspath(path)), is_dir)
+
+    def match_relative(self, rel: str, is_dir: bool) -> Optional[bool]:
+        """`match` for a path already made relative to the base (`relative`)."""
         if rel.startswith("../"):
             return None
         name = rel.rsplit("/", 1)[-1]
@@ -96,8 +112,9 @@ class PatternSet:
         for pattern in self.patterns:
             if pattern.directory_only and not is_dir:
                 continue
-            subject = rel if pattern.anchored else name
-            if pattern.regex.match(subject) or (not pattern.anchored and pattern.regex.match(rel)):
+            if (not pattern.anchored and pattern.regex.match(name)) or (
+                pattern.whole_path and pattern.regex.match(rel)
+            ):
                 verdict = not pattern.negated
         return verdict
 
@@ -110,14 +127,7 @@ class Excluder:
         self.respect_gitignore = respect_gitignore
 
     def excluded(self, path: str, is_dir: bool, gitignores: Sequence[PatternSet] = ()) -> bool:
-        if self.configured.match(path, is_dir):
-            return True
-        verdict = None
-        for ignore in gitignores:
-            result = ignore.match(path, is_dir)
-            if result is not None:
-                verdict = result
-        return bool(verdict)
+        return _excluded(self.configured, gitignores, path, is_dir)
 
     def excluded_with_parents(self, path: str) -> bool:
         """For a file named explicitly: excluded itself or inside an excluded directory."""
@@ -126,8 +136,73 @@ class Excluder:
         return any(self.configured.match(parent, True) for parent in _parents(path))
 
 
-# Unanchored patterns match by name, so the base directory does not matter.
-_DEFAULT_DIRS = PatternSet(os.sep, DEFAULT_EXCLUDES)
+def _excluded(configured, gitignores, subject: str, is_dir: bool) -> bool:
+    """A configured exclude wins; else the last .gitignore verdict (the nearest file's).
+
+    `configured` (or None) and `gitignores` are PatternSets asked about a path, or, in a
+    walk, their _Located views asked about an entry's name."""
+    if configured is not None and configured.match(subject, is_dir):
+        return True
+    verdict = None
+    for ignore in gitignores:
+        result = ignore.match(subject, is_dir)
+        if result is not None:
+            verdict = result
+    return bool(verdict)
+
+
+class _Located:
+    """A pattern set seen from one walked directory: the directory's relative path is
+    computed once, and each entry's is that path and the entry's name."""
+
+    __slots__ = ("patterns", "absolute", "prefix")
+
+    def __init__(self, patterns: PatternSet, absolute: str) -> None:
+        self.patterns = patterns
+        self.absolute = absolute
+        prefix: Optional[str] = patterns.relative(absolute)
+        if prefix == ".":
+            prefix = ""
+        elif prefix == ".." or prefix.startswith("../"):
+            prefix = None  # outside the base: an entry's path may lead back in, compute it whole
+        else:
+            prefix += "/"
+        self.prefix = prefix
+
+    def match(self, name: str, is_dir: bool) -> Optional[bool]:
+        if self.prefix is None:
+            return self.patterns.match_relative(
+                self.patterns.relative(os.path.join(self.absolute, name)), is_dir
+            )
+        return self.patterns.match_relative(self.prefix + name, is_dir)
+
+
+class _Scope:
+    """What decides about one walked directory's entries: the configured excludes and the
+    .gitignore files in force there (only the sets that have patterns)."""
+
+    __slots__ = ("configured", "gitignores", "empty")
+
+    def __init__(self, absolute: str, configured: PatternSet, gitignores: Sequence[PatternSet]) -> None:
+        self.configured = _Located(configured, absolute) if configured.patterns else None
+        self.gitignores = [_Located(ignore, absolute) for ignore in gitignores if ignore.patterns]
+        self.empty = self.configured is None and not self.gitignores
+
+    def excluded(self, name: str, is_dir: bool) -> bool:
+        return not self.empty and _excluded(self.configured, self.gitignores, name, is_dir)
+
+
+@functools.lru_cache(maxsize=None)
+def _is_default_dir(name: str) -> bool:
+    """Whether a directory of this name is skipped by default. The default patterns are
+    names (no "/", "**" or brackets): the verdict depends on the name alone, remembered."""
+    return bool(_default_dirs().match_relative(name, True))
+
+
+@functools.lru_cache(maxsize=1)
+def _default_dirs() -> PatternSet:
+    # compiled on the first walk: a run given only files does not need them
+    return PatternSet(os.sep, DEFAULT_EXCLUDES)
 
 
 def _parents(path: str) -> Iterator[str]:
@@ -149,23 +224,20 @@ def _read_gitignore(directory: str) -> Optional[PatternSet]:
         return None
 
 
-def _is_virtualenv(directory: str) -> bool:
-    return os.path.exists(os.path.join(directory, "pyvenv.cfg"))
-
-
 def discover(paths: Sequence[str], excluder: Excluder) -> Iterator[Tuple[str, Optional[str]]]:
     """Yield (path, error) for every Python file under `paths`; error is a one-line reason.
 
     Files named on the command line are subject to the configured excludes too (as in
     flake8), so a pre-commit hook honours them; .gitignore applies only inside walks.
+    A file reached twice (named twice, through a symbolic link, in overlapping
+    directories) is yielded once, the first time: files are told apart by their real path.
     """
     seen = set()
     for given in paths:
         if os.path.isdir(given):
-            for path, problem in _walk(given, excluder):
-                key = os.path.realpath(path)
-                if key not in seen:
-                    seen.add(key)
+            for path, problem, real in _walk(given, excluder):
+                if real not in seen:
+                    seen.add(real)
                     yield path, problem
         elif os.path.lexists(given):
             if excluder.excluded_with_parents(given):
@@ -182,45 +254,91 @@ def discover(paths: Sequence[str], excluder: Excluder) -> Iterator[Tuple[str, Op
             yield given, "no such file or directory"
 
 
-def _walk(top: str, excluder: Excluder) -> Iterator[Tuple[str, Optional[str]]]:
-    gitignore_stack: List[Tuple[str, PatternSet]] = []
-    parents = _gitignores_above(top) if excluder.respect_gitignore else []
-    for directory, dirnames, filenames in os.walk(top, followlinks=False):
-        while gitignore_stack and not (directory + os.sep).startswith(gitignore_stack[-1][0] + os.sep):
-            gitignore_stack.pop()
-        if excluder.respect_gitignore:
+def _walk(top: str, excluder: Excluder) -> Iterator[Tuple[str, Optional[str], str]]:
+    """(path, error, real path) for the Python files below `top`: each directory's files
+    in name order, then its subdirectories in name order (as os.walk, top down).
+
+    Symbolic links to directories are not followed and virtualenvs (a pyvenv.cfg inside)
+    are skipped, so below `top` every directory is a real one: a regular file's real path
+    is its directory's real path and its name, with no system call. One os.scandir per
+    directory answers the rest (which entries are directories, links, regular files).
+    """
+    above = _gitignores_above(top) if excluder.respect_gitignore else []
+    top_absolute = os.path.abspath(top)
+    # directories to list: (path as walked, absolute path, real path, .gitignore files above it)
+    pending: List[Tuple[str, str, str, List[PatternSet]]] = [(top, top_absolute, os.path.realpath(top), above)]
+    while pending:
+        directory, absolute, real, inherited = pending.pop()
+        try:
+            with os.scandir(directory) as scan:
+                entries = sorted(scan, key=operator.attrgetter("name"))
+        except OSError:
+            continue  # unreadable, or gone since it was listed: passed over, as os.walk does
+        names = {entry.name for entry in entries}
+        if "pyvenv.cfg" in names and absolute != top_absolute and os.path.exists(os.path.join(directory, "pyvenv.cfg")):
+            continue  # a virtualenv (walked when it is the directory named)
+        gitignores = inherited
+        if excluder.respect_gitignore and ".gitignore" in names:
             own = _read_gitignore(directory)
             if own is not None:
-                gitignore_stack.append((directory, own))
-        active = parents + [ignore for _, ignore in gitignore_stack]
-        kept = []
-        for name in sorted(dirnames):
-            full = os.path.join(directory, name)
-            if os.path.islink(full) or excluder.excluded(full, True, active) or _is_virtualenv(full):
+                gitignores = inherited + [own]
+        scope = _Scope(absolute, excluder.configured, gitignores)
+        # os.path.join(directory, name) is os.path.join(directory, "") (a separator added
+        # unless there is one) and the name: the first part is joined once per directory
+        walked_in, absolute_in, real_in = (os.path.join(path, "") for path in (directory, absolute, real))
+        subdirectories = []
+        for entry in entries:
+            name = entry.name
+            if _is_dir(entry):
+                if not (_is_symlink(entry) or scope.excluded(name, True) or _is_default_dir(name)):
+                    subdirectories.append((walked_in + name, absolute_in + name, real_in + name, gitignores))
                 continue
-            if _DEFAULT_DIRS.match(full, True):
+            if not name.endswith(PYTHON_SUFFIXES) or scope.excluded(name, False):
                 continue
-            kept.append(name)
-        dirnames[:] = kept
-        for name in sorted(filenames):
-            if not name.endswith(PYTHON_SUFFIXES):
+            full = walked_in + name
+            if _is_regular_file(entry):
+                yield full, None, real_in + name
                 continue
-            full = os.path.join(directory, name)
-            if excluder.excluded(full, False, active):
-                continue
+            # A symbolic link, or not a regular file: ask the file system.
             try:
                 mode = os.stat(full).st_mode
             except FileNotFoundError:
                 if os.path.islink(full):
-                    yield full, "broken symbolic link"
+                    yield full, "broken symbolic link", os.path.realpath(full)
                 continue  # removed while walking
             except OSError as exc:
-                yield full, f"cannot read: {exc.strerror or exc}"
+                yield full, f"cannot read: {exc.strerror or exc}", os.path.realpath(full)
                 continue
             if stat.S_ISREG(mode):
-                yield full, None
+                yield full, None, os.path.realpath(full)
             # FIFOs, sockets and devices named *.py are not source files: reading one
             # could block forever, so a walk passes them over.
+        pending.extend(reversed(subdirectories))
+
+
+# os.scandir answers these from the directory listing; when it must ask the file system
+# and that fails, the entry counts as neither (as in os.walk).
+
+def _is_dir(entry: "os.DirEntry[str]") -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_symlink(entry: "os.DirEntry[str]") -> bool:
+    try:
+        return entry.is_symlink()
+    except OSError:
+        return False
+
+
+def _is_regular_file(entry: "os.DirEntry[str]") -> bool:
+    """A regular file and not a link to one."""
+    try:
+        return entry.is_file(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def _gitignores_above(top: str) -> List[PatternSet]:

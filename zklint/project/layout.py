@@ -20,22 +20,24 @@ class Layout:
         """The project root of `path`: the nearest directory at or above it holding one
         of ROOT_MARKERS; the file's own directory when there is none."""
         start = os.path.dirname(os.path.abspath(path)) if not os.path.isdir(path) else os.path.abspath(path)
-        found = self._root(start)
+        found = self.marked_root_of_directory(start)
         return found if found is not None else start
 
     def marked_root(self, path: str) -> Optional[str]:
         """The nearest directory at or above `path` holding a root marker, or None."""
         start = os.path.dirname(os.path.abspath(path)) if not os.path.isdir(path) else os.path.abspath(path)
-        return self._root(start)
+        return self.marked_root_of_directory(start)
 
-    def _root(self, directory: str) -> Optional[str]:
+    def marked_root_of_directory(self, directory: str) -> Optional[str]:
+        """`marked_root` of an absolute directory path, with no system call to ask whether
+        it is a directory (a file's callers know); remembered per directory."""
         if directory in self._roots:
             return self._roots[directory]
         if any(os.path.exists(os.path.join(directory, marker)) for marker in ROOT_MARKERS):
             found: Optional[str] = directory
         else:
             parent = os.path.dirname(directory)
-            found = None if parent == directory else self._root(parent)
+            found = None if parent == directory else self.marked_root_of_directory(parent)
         self._roots[directory] = found
         return found
 
