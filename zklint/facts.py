@@ -14,7 +14,6 @@ falls back on what the module itself shows.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Optional, Tuple
@@ -65,6 +64,8 @@ class ModuleFacts:
 
     def fingerprint(self) -> str:
         """A digest of every fact: equal digests, equal answers (the cache's key)."""
+        import hashlib  # here: not needed where no file names kazoo
+
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
 
     def to_json(self) -> dict:

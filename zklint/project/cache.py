@@ -11,10 +11,8 @@ A cache that cannot be read is ignored; one that cannot be written is skipped si
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -40,6 +38,8 @@ class Stamp:
 
 
 def digest(raw: bytes) -> str:
+    import hashlib  # here: a run where no file names kazoo never needs it (~3 ms to import)
+
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
@@ -50,6 +50,8 @@ def build_key() -> str:
     """zklint's own code: a cache written by another build (another version, an edited
     rule) is not used."""
     if _BUILD_KEY[0] is None:
+        import hashlib
+
         from zklint import __version__
 
         package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,6 +80,8 @@ class Cache:
     one file writes one summary and the index, and reads only the summaries it needs."""
 
     def __init__(self, directory: str, root: str) -> None:
+        import hashlib
+
         self.directory = directory
         root_key = hashlib.blake2b(os.path.abspath(root).encode(), digest_size=8).hexdigest()
         self.folder = os.path.join(directory, build_key(), root_key)
@@ -242,6 +246,8 @@ class Cache:
 
 
 def _write_atomically(path: str, data) -> None:
+    import tempfile
+
     fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".json")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

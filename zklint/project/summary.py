@@ -20,7 +20,6 @@ A value is described by a small tuple (a `Ref`), or None when it is not known:
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import sys
 from dataclasses import dataclass, field
@@ -93,6 +92,8 @@ class ModuleSummary:
     def digest(self) -> str:
         """Of the summary's content: what the project's facts are settled from (equal
         digests, equal summaries). Computed where the summary is built (a worker)."""
+        import hashlib  # here: not needed where no file names kazoo
+
         text = json.dumps(self.to_json(), sort_keys=True).encode()
         return hashlib.blake2b(text, digest_size=16).hexdigest()
 
