@@ -111,6 +111,8 @@ def follow_aliases(aliases: Dict[str, str], qualified: str) -> str:
     """`qualified` with re-exports followed to where it is defined: ``pkg.get_client`` ->
     ``pkg.connection.get_client``, also below an alias (``pkg.Client.method`` where
     ``pkg.Client`` is re-exported). Bounded: a cycle of aliases ends."""
+    if not aliases:
+        return qualified
     for _ in range(20):
         target = aliases.get(qualified)
         if target is None:
