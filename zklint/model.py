@@ -68,6 +68,7 @@ _CLIENT_REEXPORTS = {
 FunctionNode = Union[ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda]
 _FUNCTION_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _DEF_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
+_DEFS_AND_CLASSES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 # How many links of a chain of aliases or factories the model follows before it answers
 # "unknown"; keeps deep chains in generated code from exhausting the interpreter's stack.
@@ -300,12 +301,13 @@ class ModuleModel:
     def callee(self, func: ast.AST, scope: Scope) -> Optional[str]:
         """The project-wide name of what a call invokes: a def or class of this module
         (``self.method`` too), or a name imported from another module."""
-        target = self._called_function(func, scope)
-        if target is None and isinstance(func, ast.Name):
+        if func.__class__ is ast.Name:  # (one lookup for both a def and a class)
             owner = self.lookup(func.id, scope)
             values = owner.bindings.get(func.id, ()) if owner is not None else ()
-            if len(values) == 1 and isinstance(values[0], ast.ClassDef):
-                target = values[0]
+            if len(values) == 1 and isinstance(values[0], _DEFS_AND_CLASSES):
+                return self.local_qualname(values[0])
+            return self.qualname(func)
+        target = self._called_function(func, scope)
         if target is not None:
             return self.local_qualname(target)
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
@@ -590,21 +592,40 @@ class ModuleModel:
             found: List[Tuple[ast.expr, Scope, ClientKey]] = []
             append, chains, read_key = found.append, self._attribute_chains, self.read_key
             Name, Attribute, Load = ast.Name, ast.Attribute, ast.Load
+            possible = self._possible_client_names()
             for node, scope in self.reads:
                 if node.__class__ is Name:
-                    if node.ctx.__class__ is not Load:
+                    if node.ctx.__class__ is not Load or node.id not in possible:
                         continue
                 else:
                     value = node.value
                     if value.__class__ is Attribute:
                         chains.add((value.attr, node.attr))
-                    if node.ctx.__class__ is not Load or value.__class__ is not Name:
-                        continue  # client_key answers only for <name>.<attr>
+                    if node.ctx.__class__ is not Load or value.__class__ is not Name or value.id not in possible:
+                        continue  # client_key answers only for <name>.<attr>, <name> a method's self
                 key = read_key(node, scope)
                 if key is not None:
                     append((node, scope, key))
             self._client_reads = found
         return self._client_reads
+
+    def _possible_client_names(self) -> set:
+        """Names some read of which `client_key` may answer for: a parameter somewhere (a
+        client passed in, or a method's ``self``), a name some scope binds to an expression
+        other than a constant, and with module clients in the facts an imported name.
+        Builtins, functions, classes, loop variables and constants are none of these."""
+        possible: set = set()
+        imported_clients = bool(self.facts.module_clients)
+        for scope in self.scopes.values():
+            possible.update(scope.params)
+            for name, values in scope.bindings.items():
+                for value in values:
+                    if (isinstance(value, ast.expr) and value.__class__ is not ast.Constant) or (
+                        imported_clients and value is _IMPORT
+                    ):
+                        possible.add(name)
+                        break
+        return possible
 
     @property
     def attribute_chains(self) -> set:
