@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import ast
 import itertools
+import os
 import textwrap
+from pathlib import Path
 from typing import Dict
 
 import pytest
@@ -182,3 +184,30 @@ def test_views_hold_no_more_than_the_module_can_ask(module):
     assert asked <= reachable
     if module == "app":  # it only re-exports: nothing of its own to ask about
         assert not view.param_effects and not view.client_params
+
+
+def test_a_summary_packs_to_the_same_bytes_in_every_process():
+    """The cache keys the project's facts by the summaries' digests: two processes (with
+    their own string hashing) must pack the same summary to the same bytes."""
+    import subprocess
+    import sys
+
+    source = Path(__file__).parent / "fixtures" / "projects" / "handoff"
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from zklint.facts import ModuleFacts\n"
+        "from zklint.model import ModuleModel\n"
+        "from zklint.project.summary import summarize\n"
+        "from zklint.source import parse_module\n"
+        "for path in sorted(Path(sys.argv[1]).rglob('*.py')):\n"
+        "    tree = parse_module(path.read_text(), str(path))\n"
+        "    print(summarize(ModuleModel(tree, ModuleFacts(module=path.stem))).digest())\n"
+    )
+    digests = set()
+    for seed in ("1", "2", "3"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        done = subprocess.run([sys.executable, "-c", code, str(source)], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        digests.add(done.stdout)
+    assert len(digests) == 1 and digests.pop().count("\n") >= 2

@@ -142,12 +142,10 @@ def _size(path: str) -> int:
 
 
 def _detached(report: FileReport) -> FileReport:
-    """The report as a worker process sends it back: fixes without their `build`.
-
-    A fix's builder closes over the rule, and so over the file's tree, model and source;
-    kept, a serial run would hold every analysed tree in memory until it ends.
-    """
-    report.__dict__.update(report.__getstate__())
+    """The report as a worker process sends it back, fixes without their `build`: kept,
+    a serial run would hold every analysed tree in memory until it ends."""
+    report.detach()
+    report.summary_packed = None
     return report
 
 

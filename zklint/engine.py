@@ -149,20 +149,31 @@ class FileReport:
     # For the project layer (`check_bytes(summarize_as=...)`): the module's summary, and
     # the fingerprint of the facts it was linted with when they were its own.
     summary: Optional[ModuleSummary] = None
+    summary_packed: Optional[bytes] = None  # the summary as it crosses to the main process
     summary_digest: Optional[str] = None
     facts_fingerprint: Optional[str] = None
 
+    def detach(self) -> None:
+        """Drop what ties the report to its file's tree: a fix's `build` is a closure over
+        the rule, and so over the tree, model and source. Past the worker only its title,
+        safety and imports matter, so findings keep a stand-in builder."""
+        self.findings = [_portable(f) for f in self.findings]
+        self.fixed = [_portable(f) for f in self.fixed]
+
     def __getstate__(self) -> dict:
-        # Reports cross process boundaries (``--jobs``); a fix's `build` is usually a
-        # closure, which cannot be pickled. Past the worker only its title, safety and
-        # imports matter, so findings travel with a stand-in builder.
+        # Reports cross process boundaries (``--jobs``): a fix's `build` cannot be pickled.
         state = dict(self.__dict__)
         state["findings"] = [_portable(f) for f in self.findings]
         state["fixed"] = [_portable(f) for f in self.fixed]
+        if self.summary_packed is not None:
+            state["summary"] = None  # packed already: sent once, as bytes
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        if self.summary is None and self.summary_packed is not None:
+            self.summary = ModuleSummary.unpack(self.summary_packed)
+        self.summary_packed = None
 
 
 def _portable(finding: Finding) -> Finding:
@@ -220,7 +231,9 @@ def check_bytes(
             model = ModuleModel(tree, summarize_as or standalone_identity(path))
             summary = summarize(model)
             if summarize_as is not None:
-                report.summary, report.summary_digest = summary, summary.digest()
+                report.summary = summary
+                report.summary_packed = summary.pack()
+                report.summary_digest = summary.digest(report.summary_packed)
             if facts is None:
                 facts = solve_alone(summary)
                 report.facts_fingerprint = facts.fingerprint()

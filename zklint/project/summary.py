@@ -20,7 +20,7 @@ A value is described by a small tuple (a `Ref`), or None when it is not known:
 from __future__ import annotations
 
 import ast
-import json
+import pickle
 import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
@@ -89,13 +89,32 @@ class ModuleSummary:
     attribute_calls: Set[str] = field(default_factory=set)  # `<unknown>.name(...)` names
     has_listeners: bool = False
 
-    def digest(self) -> str:
-        """Of the summary's content: what the project's facts are settled from (equal
-        digests, equal summaries). Computed where the summary is built (a worker)."""
+    def pack(self) -> bytes:
+        """The summary as bytes (`unpack` reads them back): what a worker sends, and what
+        its digest is taken of. The same summary built again packs to the same bytes
+        (its sets are packed sorted)."""
+        return pickle.dumps(self, protocol=4)
+
+    @staticmethod
+    def unpack(packed: bytes) -> "ModuleSummary":
+        return pickle.loads(packed)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["escaped"], state["attribute_calls"] = sorted(self.escaped), sorted(self.attribute_calls)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.escaped, self.attribute_calls = set(self.escaped), set(self.attribute_calls)
+
+    def digest(self, packed: Optional[bytes] = None) -> str:
+        """Of the summary's content (`packed`, when at hand): what the project's facts are
+        settled from. Equal digests, equal summaries; an equal summary with another
+        digest (built by another Python) only costs the cache a miss."""
         import hashlib  # here: not needed where no file names kazoo
 
-        text = json.dumps(self.to_json(), sort_keys=True).encode()
-        return hashlib.blake2b(text, digest_size=16).hexdigest()
+        return hashlib.blake2b(packed if packed is not None else self.pack(), digest_size=16).hexdigest()
 
     # -- JSON for the cache
 
