@@ -1229,80 +1229,92 @@ class _Collector:
             self._stmt(stmt, scope)
 
     def _stmt(self, node: ast.stmt, scope: Scope) -> None:
-        if isinstance(node, _DEF_TYPES):
-            for deco in node.decorator_list:
-                self._expr(deco, scope)
-            self._arguments(node.args, scope)
-            if node.returns is not None:
-                self._expr(node.returns, scope, [])  # annotations are not reads of variables
-            scope.bind(node.name, node)
-            inner = self._open(node, "function", scope)
-            self._bind_params(node.args, inner)
-            self._body(node.body, inner)
-        elif isinstance(node, ast.ClassDef):
-            for expr in node.decorator_list + node.bases + [k.value for k in node.keywords]:
-                self._expr(expr, scope)
-            scope.bind(node.name, node)
-            inner = self._open(node, "class", scope)
-            self._body(node.body, inner)
-        elif isinstance(node, ast.Assign):
-            self.model.assignments.append((node, scope))
+        visit = _STATEMENT_VISITS.get(node.__class__)
+        if visit is not None:
+            visit(self, node, scope)
+            return
+        # if/while/match/expression/return/raise/assert: visit children generically
+        for child in _child_nodes(node):  # as ast.iter_child_nodes, cached for the rules' walks
+            if isinstance(child, ast.stmt):
+                self._stmt(child, scope)
+            elif isinstance(child, ast.expr):
+                self._expr(child, scope)
+            elif child.__class__.__name__ == "match_case":
+                self._match_case(child, scope)
+
+    def _def(self, node, scope: Scope) -> None:
+        for deco in node.decorator_list:
+            self._expr(deco, scope)
+        self._arguments(node.args, scope)
+        if node.returns is not None:
+            self._expr(node.returns, scope, [])  # annotations are not reads of variables
+        scope.bind(node.name, node)
+        inner = self._open(node, "function", scope)
+        self._bind_params(node.args, inner)
+        self._body(node.body, inner)
+
+    def _class(self, node: ast.ClassDef, scope: Scope) -> None:
+        for expr in node.decorator_list + node.bases + [k.value for k in node.keywords]:
+            self._expr(expr, scope)
+        scope.bind(node.name, node)
+        inner = self._open(node, "class", scope)
+        self._body(node.body, inner)
+
+    def _assign(self, node: ast.Assign, scope: Scope) -> None:
+        self.model.assignments.append((node, scope))
+        self._expr(node.value, scope)
+        for target in node.targets:
+            self._target(target, node.value, scope)
+
+    def _ann_assign(self, node: ast.AnnAssign, scope: Scope) -> None:
+        if node.value is not None:
             self._expr(node.value, scope)
-            for target in node.targets:
-                self._target(target, node.value, scope)
-        elif isinstance(node, ast.AnnAssign):
-            if node.value is not None:
-                self._expr(node.value, scope)
-            self._expr(node.annotation, scope)
-            if isinstance(node.target, ast.Name):
-                scope.bind(node.target.id, node.value if node.value is not None else _Annotation(node.annotation))
-            elif node.value is None:
-                self._expr(node.target, scope)  # `self.x: T` declares, assigns nothing
-            else:
-                self._target(node.target, node.value, scope)
-        elif isinstance(node, ast.AugAssign):
-            self._expr(node.value, scope)
-            self._target(node.target, UNKNOWN, scope)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            self._import(node, scope)
-        elif isinstance(node, ast.Global):
-            scope.global_names.update(node.names)
-        elif isinstance(node, ast.Nonlocal):
-            scope.nonlocal_names.update(node.names)
-        elif isinstance(node, (ast.For, ast.AsyncFor)):
-            self._expr(node.iter, scope)
-            self._target(node.target, UNKNOWN, scope)
-            self._body(node.body, scope)
-            self._body(node.orelse, scope)
-        elif isinstance(node, (ast.With, ast.AsyncWith)):
-            self.model.withs.append((node, scope))
-            for item in node.items:
-                self._expr(item.context_expr, scope)
-                if item.optional_vars is not None:
-                    self._target(item.optional_vars, UNKNOWN, scope)
-            self._body(node.body, scope)
-        elif isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
-            self._body(node.body, scope)
-            for handler in node.handlers:
-                if handler.type is not None:
-                    self._expr(handler.type, scope)
-                if handler.name:
-                    scope.bind(handler.name, UNKNOWN)
-                self._body(handler.body, scope)
-            self._body(node.orelse, scope)
-            self._body(node.finalbody, scope)
-        elif isinstance(node, ast.Delete):
-            for target in node.targets:
-                self._target(target, UNKNOWN, scope)
+        self._expr(node.annotation, scope)
+        if isinstance(node.target, ast.Name):
+            scope.bind(node.target.id, node.value if node.value is not None else _Annotation(node.annotation))
+        elif node.value is None:
+            self._expr(node.target, scope)  # `self.x: T` declares, assigns nothing
         else:
-            # if/while/match/expression/return/raise/assert: visit children generically
-            for child in _child_nodes(node):  # as ast.iter_child_nodes, cached for the rules' walks
-                if isinstance(child, ast.stmt):
-                    self._stmt(child, scope)
-                elif isinstance(child, ast.expr):
-                    self._expr(child, scope)
-                elif child.__class__.__name__ == "match_case":
-                    self._match_case(child, scope)
+            self._target(node.target, node.value, scope)
+
+    def _aug_assign(self, node: ast.AugAssign, scope: Scope) -> None:
+        self._expr(node.value, scope)
+        self._target(node.target, UNKNOWN, scope)
+
+    def _global(self, node: ast.Global, scope: Scope) -> None:
+        scope.global_names.update(node.names)
+
+    def _nonlocal(self, node: ast.Nonlocal, scope: Scope) -> None:
+        scope.nonlocal_names.update(node.names)
+
+    def _for(self, node, scope: Scope) -> None:
+        self._expr(node.iter, scope)
+        self._target(node.target, UNKNOWN, scope)
+        self._body(node.body, scope)
+        self._body(node.orelse, scope)
+
+    def _with(self, node, scope: Scope) -> None:
+        self.model.withs.append((node, scope))
+        for item in node.items:
+            self._expr(item.context_expr, scope)
+            if item.optional_vars is not None:
+                self._target(item.optional_vars, UNKNOWN, scope)
+        self._body(node.body, scope)
+
+    def _try(self, node, scope: Scope) -> None:
+        self._body(node.body, scope)
+        for handler in node.handlers:
+            if handler.type is not None:
+                self._expr(handler.type, scope)
+            if handler.name:
+                scope.bind(handler.name, UNKNOWN)
+            self._body(handler.body, scope)
+        self._body(node.orelse, scope)
+        self._body(node.finalbody, scope)
+
+    def _delete(self, node: ast.Delete, scope: Scope) -> None:
+        for target in node.targets:
+            self._target(target, UNKNOWN, scope)
 
     def _match_case(self, case, scope: Scope) -> None:
         for sub in walk(case.pattern):
@@ -1413,6 +1425,20 @@ class _Collector:
                 children = _child_nodes(current)
             for child in children:
                 push((child, current_scope))
+
+
+# How the collector visits each kind of statement (by class: parsed trees hold no
+# subclasses); any other statement has its children visited generically.
+_STATEMENT_VISITS = {
+    ast.FunctionDef: _Collector._def, ast.AsyncFunctionDef: _Collector._def, ast.ClassDef: _Collector._class,
+    ast.Assign: _Collector._assign, ast.AnnAssign: _Collector._ann_assign, ast.AugAssign: _Collector._aug_assign,
+    ast.Import: _Collector._import, ast.ImportFrom: _Collector._import, ast.Global: _Collector._global,
+    ast.Nonlocal: _Collector._nonlocal, ast.For: _Collector._for, ast.AsyncFor: _Collector._for,
+    ast.With: _Collector._with, ast.AsyncWith: _Collector._with, ast.Try: _Collector._try,
+    ast.Delete: _Collector._delete,
+}
+if hasattr(ast, "TryStar"):  # Python >= 3.11
+    _STATEMENT_VISITS[ast.TryStar] = _Collector._try
 
 
 # Rules keep facts they share on the model, in attributes named ``_zk*`` (``_Ephemeral.of``,
