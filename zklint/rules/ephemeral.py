@@ -15,6 +15,8 @@ from zklint.model import (
     KAZOO_RETRY,
     KAZOO_STATE,
     ClientKey,
+    FunctionNode,
+    ListenerReaction,
     ModuleModel,
     Scope,
     keyword,
@@ -59,11 +61,26 @@ def _true(node: Optional[ast.AST]) -> Optional[bool]:
     return None
 
 
+def _builds_retry_objects(model: ModuleModel) -> bool:
+    """Does the module construct a KazooRetry anywhere? Kept on the model.
+
+    Every call of the module is in `model.calls`, so without one no name or attribute can be
+    bound to a retry object: `is_retry_object`, asked of every call by several rules, then
+    answers without looking the callee's bindings up.
+    """
+    built = model.__dict__.get("_zk_builds_retry_objects")
+    if built is None:
+        qualname = model.qualname
+        built = any(qualname(site.node.func) in _RETRY_CLASSES for site in model.calls)
+        model.__dict__["_zk_builds_retry_objects"] = built
+    return built
+
+
 def is_retry_object(model: ModuleModel, func: ast.expr, scope: Scope) -> bool:
     """``KazooRetry(...)``, or a name or ``self.<attr>`` bound only to such objects."""
     if isinstance(func, ast.Call):
         return model.qualname(func.func) in _RETRY_CLASSES
-    if isinstance(func, (ast.Name, ast.Attribute)):
+    if isinstance(func, (ast.Name, ast.Attribute)) and _builds_retry_objects(model):
         values = model.bound_values(func, scope)
         return bool(values) and all(
             isinstance(v, ast.Call) and model.qualname(v.func) in _RETRY_CLASSES for v, _ in values
@@ -84,7 +101,17 @@ def is_retry_call(model: ModuleModel, call: ast.Call, scope: Scope) -> bool:
 def retried_functions(model: ModuleModel) -> Dict[int, str]:
     """id(def) -> how it is retried, for every function of the module run under a retry:
     passed to client.retry/a KazooRetry object, or decorated by tenacity/retrying/backoff
-    with an exception filter that lets ConnectionLoss through."""
+    with an exception filter that lets ConnectionLoss through.
+
+    Computed once per model (ZK104 and ZK502 both ask): read only.
+    """
+    found = model.__dict__.get("_zk_retried_functions")
+    if found is None:
+        found = model.__dict__["_zk_retried_functions"] = _find_retried_functions(model)
+    return found
+
+
+def _find_retried_functions(model: ModuleModel) -> Dict[int, str]:
     found: Dict[int, str] = {}
     for site in model.calls:
         if is_retry_call(model, site.node, site.scope):
@@ -167,6 +194,7 @@ class _Ephemeral:
         self._hidden: Dict[ClientKey, bool] = {}
         self._handed_on_keys: Optional[set] = None
         self._reconciling: Dict[ast.AST, bool] = {}  # function -> checks_owner_nearby's answer
+        self._reactions: Dict[ast.AST, ListenerReaction] = {}  # listener function -> its reaction
 
     @classmethod
     def of(cls, model: ModuleModel) -> "_Ephemeral":
@@ -407,10 +435,19 @@ class _Ephemeral:
         if self.hidden_listeners(key):
             return True
         for _, func in self.model.state_listeners(key):
-            reaction = self.model.listener_reaction(func)
+            reaction = self.listener_reaction(func)
             if any(reaction.reacts_to(state) for state in states):
                 return True
         return False
+
+    def listener_reaction(self, func: Optional[FunctionNode]) -> ListenerReaction:
+        """`model.listener_reaction`, analysed once per listener: ZK102 and ZK103 both ask."""
+        if func is None:
+            return self.model.listener_reaction(func)
+        reaction = self._reactions.get(func)
+        if reaction is None:
+            reaction = self._reactions[func] = self.model.listener_reaction(func)
+        return reaction
 
 
 def _dedent_continuation(source, node: ast.AST) -> str:
@@ -1217,7 +1254,7 @@ class ListenerIgnoresLost(Rule):
             if func is None or id(func) in seen:
                 continue
             seen.add(id(func))
-            reaction = model.listener_reaction(func)
+            reaction = _Ephemeral.of(model).listener_reaction(func)
             if reaction.opaque or not reaction.branches or reaction.reacts_to("LOST"):
                 continue
             if "SUSPENDED" not in reaction.handled:
@@ -1326,7 +1363,6 @@ class EphemeralSequentialRetried(Rule):
 
     def check(self) -> Iterator[Finding]:
         facts = _Ephemeral.of(self.model)
-        retried = retried_functions(self.model)
         reported = set()
         for create in facts.creates():
             if not (create.ephemeral and create.sequence):
@@ -1335,6 +1371,7 @@ class EphemeralSequentialRetried(Rule):
             if create.retried:
                 how = "under a retry"
             else:
+                retried = retried_functions(self.model)  # only asked with a sequential create at hand
                 func = facts.enclosing_function(create.node)
                 if func is not None and id(func) in retried and not _looks_up_children(func):
                     how = retried[id(func)]
