@@ -70,15 +70,41 @@ def _body_nodes(func: FunctionNode) -> Iterator[ast.AST]:
         stack.extend(reversed(child_nodes(node)))
 
 
-def _cached_body_nodes(model, func: FunctionNode) -> List[ast.AST]:
-    """`_body_nodes(func)` as a list, kept on the model: several rules scan each callback."""
-    cache = model.__dict__.get("_zk3_body_nodes")
+# The only node types a callback rule's classifier accepts.
+_CLASSIFIED = frozenset({ast.Call, ast.With, ast.AsyncWith})
+
+
+class _BodyScan:
+    """What the callback rules look at in one function's own body, in body order.
+
+    Their classifiers only ever accept calls and ``with`` statements (`candidates`); calls
+    of a name or attribute may reach a helper of the module (`helper_calls`, each with the
+    def it resolves to in the function's scope, None when there is none).
+    """
+
+    __slots__ = ("candidates", "helper_calls")
+
+    def __init__(self, model, func: FunctionNode, scope: Scope) -> None:
+        self.candidates: List[ast.AST] = []
+        self.helper_calls: List[Tuple[ast.Call, Optional[FunctionNode]]] = []
+        Call, candidate_types, callee_types = ast.Call, _CLASSIFIED, (ast.Name, ast.Attribute)
+        for node in _body_nodes(func):
+            if node.__class__ in candidate_types:
+                self.candidates.append(node)
+            if node.__class__ is Call and node.func.__class__ in callee_types:
+                self.helper_calls.append((node, model.resolve_function(node.func, scope)))
+
+
+def _body_scan(model, func: FunctionNode, scope: Scope) -> _BodyScan:
+    """`_BodyScan` of `func` (whose scope is `scope`), kept on the model: several rules scan
+    each callback, and each helper once per callback that reaches it."""
+    cache = model.__dict__.get("_zk3_body_scans")
     if cache is None:
-        cache = model.__dict__["_zk3_body_nodes"] = {}
-    nodes = cache.get(func)
-    if nodes is None:
-        nodes = cache[func] = list(_body_nodes(func))
-    return nodes
+        cache = model.__dict__["_zk3_body_scans"] = {}
+    scan = cache.get(func)
+    if scan is None:
+        scan = cache[func] = _BodyScan(model, func, scope)
+    return scan
 
 
 @dataclass(frozen=True)
@@ -114,7 +140,7 @@ class _CallbackRule(Rule):
         scope = self.scope(func)
         if scope is None:
             return
-        for node in _cached_body_nodes(self.model, func):
+        for node in _body_scan(self.model, func, scope).candidates:
             found = classify(node, scope)
             if found is not None:
                 yield (node,) + tuple(found)
@@ -128,10 +154,8 @@ class _CallbackRule(Rule):
             return
         for node, desc, verb, method in self.hits_in(cb.function, classify):
             yield Hit(node, desc, verb, True, method)
-        for node in _cached_body_nodes(self.model, cb.function):
-            if not isinstance(node, ast.Call) or not isinstance(node.func, (ast.Name, ast.Attribute)):
-                continue
-            found = self._helper_hit(node, scope, classify, {id(cb.function)}, 1)
+        for node, target in _body_scan(self.model, cb.function, scope).helper_calls:
+            found = self._helper_hit(target, classify, {id(cb.function)}, 1)
             if found is None and project is not None:
                 found = project(node, scope)
                 found = found + (None,) if found is not None else None
@@ -139,10 +163,9 @@ class _CallbackRule(Rule):
                 what, verb, method = found
                 yield Hit(node, f"{_describe(node)} (calls {what})", verb, False, method)
 
-    def _helper_hit(self, call: ast.Call, scope: Scope, classify, seen: Set[int], depth: int):
-        """(what, verb, method) for the first hit in the module's function `call` reaches,
-        directly or through the functions it calls in turn."""
-        target = self.model.resolve_function(call.func, scope)
+    def _helper_hit(self, target: Optional[FunctionNode], classify, seen: Set[int], depth: int):
+        """(what, verb, method) for the first hit in `target`, the module's function a call
+        reaches (None: none), or in the functions it calls in turn."""
         if target is None or id(target) in seen or not isinstance(target, ast.FunctionDef):
             return None
         seen.add(id(target))
@@ -151,11 +174,10 @@ class _CallbackRule(Rule):
         target_scope = self.scope(target)
         if depth >= _HELPER_DEPTH or target_scope is None:
             return None
-        for node in _cached_body_nodes(self.model, target):
-            if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
-                found = self._helper_hit(node, target_scope, classify, seen, depth + 1)
-                if found is not None:
-                    return f"{_describe(node)}, which calls {found[0]}", found[1], found[2]
+        for node, inner_target in _body_scan(self.model, target, target_scope).helper_calls:
+            found = self._helper_hit(inner_target, classify, seen, depth + 1)
+            if found is not None:
+                return f"{_describe(node)}, which calls {found[0]}", found[1], found[2]
         return None
 
     def project_blocking(self, call: ast.Call, scope: Scope) -> Optional[Tuple[str, str]]:

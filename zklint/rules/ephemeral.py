@@ -61,26 +61,34 @@ def _true(node: Optional[ast.AST]) -> Optional[bool]:
     return None
 
 
-def _builds_retry_objects(model: ModuleModel) -> bool:
-    """Does the module construct a KazooRetry anywhere? Kept on the model.
+def _retry_object_names(model: ModuleModel) -> frozenset:
+    """Every name and attribute name the module binds a ``KazooRetry(...)`` to, anywhere.
 
-    Every call of the module is in `model.calls`, so without one no name or attribute can be
-    bound to a retry object: `is_retry_object`, asked of every call by several rules, then
-    answers without looking the callee's bindings up.
+    `is_retry_object` is asked of every call by several rules; a callee whose name is not
+    one of these cannot be bound only to retry objects, so its bindings are not looked up.
+    (Every call is in `model.calls`; its bindings are the scopes' own and the attribute
+    stores, the two places `bound_values` reads.) Computed once per model.
     """
-    built = model.__dict__.get("_zk_builds_retry_objects")
-    if built is None:
+    names = model.__dict__.get("_zk_retry_object_names")
+    if names is None:
         qualname = model.qualname
-        built = any(qualname(site.node.func) in _RETRY_CLASSES for site in model.calls)
-        model.__dict__["_zk_builds_retry_objects"] = built
-    return built
+        built = {id(site.node) for site in model.calls if qualname(site.node.func) in _RETRY_CLASSES}
+        found = set()
+        if built:
+            for scope in model.scopes.values():
+                found.update(name for name, values in scope.bindings.items() if any(id(v) in built for v in values))
+            for stores in model.attribute_stores.values():
+                found.update(target.attr for target, value in stores if id(value) in built)
+        names = model.__dict__["_zk_retry_object_names"] = frozenset(found)
+    return names
 
 
 def is_retry_object(model: ModuleModel, func: ast.expr, scope: Scope) -> bool:
     """``KazooRetry(...)``, or a name or ``self.<attr>`` bound only to such objects."""
     if isinstance(func, ast.Call):
         return model.qualname(func.func) in _RETRY_CLASSES
-    if isinstance(func, (ast.Name, ast.Attribute)) and _builds_retry_objects(model):
+    name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+    if name is not None and name in _retry_object_names(model):
         values = model.bound_values(func, scope)
         return bool(values) and all(
             isinstance(v, ast.Call) and model.qualname(v.func) in _RETRY_CLASSES for v, _ in values
@@ -351,14 +359,19 @@ class _Ephemeral:
             known = self._reconciling[func] = self._compares_owner_outside_handlers(func)
         return known
 
-    @staticmethod
-    def _compares_owner_outside_handlers(func: ast.AST) -> bool:
+    def _compares_owner_outside_handlers(self, func: ast.AST) -> bool:
         comparisons = [n for n in own_nodes(func) if n.__class__ is ast.Compare and _compares_owner(n)]
-        if not comparisons:
-            return False  # the usual case: no need to find the except handlers
         # outside except handlers: a handler's check is the ZK101 pattern, not reconciliation
-        in_handlers = {id(n) for h in walk(func) if isinstance(h, ast.ExceptHandler) for n in walk(h)}
-        return any(id(n) not in in_handlers for n in comparisons)
+        return any(not self._in_handler_below(n, func) for n in comparisons)
+
+    def _in_handler_below(self, node: ast.AST, func: ast.AST) -> bool:
+        """Is `node` inside an except handler that is inside `func`?"""
+        parent = self.parents.get(id(node))
+        while parent is not None and parent is not func:
+            if parent.__class__ is ast.ExceptHandler:
+                return True
+            parent = self.parents.get(id(parent))
+        return False
 
     # ---- clients whose listeners may be out of sight -----------------------------------------
 
