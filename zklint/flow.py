@@ -34,6 +34,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from zklint.model import child_nodes
 
 _SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+_SCOPE_CLASSES = frozenset(_SCOPE_NODES)
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 _EXITS = (ast.Return, ast.Raise, ast.Break, ast.Continue)
 _TRY_TYPES: Tuple[type, ...] = (ast.Try,) + ((ast.TryStar,) if hasattr(ast, "TryStar") else ())
@@ -176,9 +177,17 @@ class Flow:
             self._index_block(block)
 
     def _index_expr(self, node: ast.AST, stmt: ast.stmt) -> None:
-        for sub in own_descendants(node):
-            self._stmt_of[id(sub)] = stmt
-        self._stmt_of[id(stmt)] = stmt
+        # `own_descendants(node)`, inlined: every expression of every flow passes here.
+        stmt_of, nested = self._stmt_of, _SCOPE_CLASSES
+        stack = [node]
+        pop, push = stack.pop, stack.extend
+        while stack:
+            current = pop()
+            stmt_of[id(current)] = stmt
+            if current.__class__ in nested and current is not node:
+                continue
+            push(child_nodes(current))
+        stmt_of[id(stmt)] = stmt
 
     # ---- queries ---------------------------------------------------------------------
 

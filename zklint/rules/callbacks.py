@@ -31,6 +31,7 @@ from zklint.rules.base import Rule, register
 
 _DEF_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+_NESTED_CLASSES = frozenset(_NESTED)
 # Statements whose body cannot be split: moving part of it to another thread would take
 # it out of its loop, its lock/context or its exception handlers.
 _UNSPLITTABLE = (ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try)
@@ -59,17 +60,6 @@ def _describe(call: ast.Call) -> str:
     return text + "()"
 
 
-def _body_nodes(func: FunctionNode) -> Iterator[ast.AST]:
-    """A function's own body nodes (not its decorators/defaults, not nested functions)."""
-    stack: List[ast.AST] = [func.body] if isinstance(func, ast.Lambda) else list(reversed(func.body))
-    while stack:
-        node = stack.pop()
-        yield node
-        if isinstance(node, _NESTED):
-            continue
-        stack.extend(reversed(child_nodes(node)))
-
-
 # The only node types a callback rule's classifier accepts.
 _CLASSIFIED = frozenset({ast.Call, ast.With, ast.AsyncWith})
 
@@ -87,12 +77,22 @@ class _BodyScan:
     def __init__(self, model, func: FunctionNode, scope: Scope) -> None:
         self.candidates: List[ast.AST] = []
         self.helper_calls: List[Tuple[ast.Call, Optional[FunctionNode]]] = []
+        # The body's own nodes in source (depth-first) order, not entering nested functions,
+        # lambdas or classes: one loop, as this runs for every callback and helper.
+        stack: List[ast.AST] = [func.body] if isinstance(func, ast.Lambda) else func.body[::-1]
+        pop, push = stack.pop, stack.extend
         Call, candidate_types, callee_types = ast.Call, _CLASSIFIED, (ast.Name, ast.Attribute)
-        for node in _body_nodes(func):
-            if node.__class__ in candidate_types:
+        leaves, nested = (ast.Name, ast.Constant), _NESTED_CLASSES
+        while stack:
+            node = pop()
+            cls = node.__class__
+            if cls in candidate_types:
                 self.candidates.append(node)
-            if node.__class__ is Call and node.func.__class__ in callee_types:
-                self.helper_calls.append((node, model.resolve_function(node.func, scope)))
+                if cls is Call and node.func.__class__ in callee_types:
+                    self.helper_calls.append((node, model.resolve_function(node.func, scope)))
+            if cls in leaves or cls in nested:
+                continue  # a leaf's only child is its shared context node
+            push(child_nodes(node)[::-1])
 
 
 def _body_scan(model, func: FunctionNode, scope: Scope) -> _BodyScan:

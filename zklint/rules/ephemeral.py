@@ -66,19 +66,27 @@ def _retry_object_names(model: ModuleModel) -> frozenset:
 
     `is_retry_object` is asked of every call by several rules; a callee whose name is not
     one of these cannot be bound only to retry objects, so its bindings are not looked up.
-    (Every call is in `model.calls`; its bindings are the scopes' own and the attribute
-    stores, the two places `bound_values` reads.) Computed once per model.
+    Every call is in `model.calls`, and the model binds a call's value to a name or an
+    attribute only as the value of an assignment (``=``, annotated, ``:=``) whose target it
+    is: those targets' names are the ones. Computed once per model.
     """
     names = model.__dict__.get("_zk_retry_object_names")
     if names is None:
-        qualname = model.qualname
-        built = {id(site.node) for site in model.calls if qualname(site.node.func) in _RETRY_CLASSES}
         found = set()
-        if built:
-            for scope in model.scopes.values():
-                found.update(name for name, values in scope.bindings.items() if any(id(v) in built for v in values))
-            for stores in model.attribute_stores.values():
-                found.update(target.attr for target, value in stores if id(value) in built)
+        parents, qualname = model.parents(), model.qualname
+        for site in model.calls:
+            call = site.node
+            if qualname(call.func) not in _RETRY_CLASSES:
+                continue
+            parent = parents.get(id(call))
+            if parent.__class__ is ast.Assign and parent.value is call:
+                targets = parent.targets
+            elif parent.__class__ in (ast.AnnAssign, ast.NamedExpr) and parent.value is call:
+                targets = [parent.target]
+            else:
+                continue
+            found.update(t.id if t.__class__ is ast.Name else t.attr for t in targets
+                         if t.__class__ is ast.Name or t.__class__ is ast.Attribute)
         names = model.__dict__["_zk_retry_object_names"] = frozenset(found)
     return names
 
