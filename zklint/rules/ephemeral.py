@@ -14,6 +14,7 @@ from zklint.fixer import (
 from zklint.model import (
     KAZOO_RETRY,
     KAZOO_STATE,
+    CallSite,
     ClientKey,
     FunctionNode,
     ListenerReaction,
@@ -104,14 +105,37 @@ def is_retry_object(model: ModuleModel, func: ast.expr, scope: Scope) -> bool:
     return False
 
 
-def is_retry_call(model: ModuleModel, call: ast.Call, scope: Scope) -> bool:
-    """``client.retry(f, ...)`` or a KazooRetry object called with ``f``."""
-    if not call.args:
-        return False
-    func = call.func
-    if isinstance(func, ast.Attribute) and func.attr == "retry" and model.client_key(func.value, scope) is not None:
-        return True
-    return is_retry_object(model, func, scope)
+def is_retry_call(model: ModuleModel, call: ast.Call) -> bool:
+    """``client.retry(f, ...)`` or a KazooRetry object called with ``f`` (a call of the model's)."""
+    return id(call) in RetryCalls.of(model).ids
+
+
+class RetryCalls:
+    """The module's calls that run a function under a retry, found once per model: ZK1's
+    creates, the retried functions and ZK502 each ask about every call."""
+
+    def __init__(self, model: ModuleModel) -> None:
+        self.of_objects: List[CallSite] = []  # a KazooRetry object called with a function
+        self.all: List[CallSite] = []  # those and ``client.retry(f, ...)``, in `model.calls` order
+        for site in model.calls:
+            call, scope = site.node, site.scope
+            if not call.args:
+                continue
+            func = call.func
+            of_object = is_retry_object(model, func, scope)
+            if of_object:
+                self.of_objects.append(site)
+            if of_object or (func.__class__ is ast.Attribute and func.attr == "retry"
+                             and model.client_key(func.value, scope) is not None):
+                self.all.append(site)
+        self.ids = {id(site.node) for site in self.all}
+
+    @classmethod
+    def of(cls, model: ModuleModel) -> "RetryCalls":
+        found = model.__dict__.get("_zk_retry_calls")
+        if found is None:
+            found = model.__dict__["_zk_retry_calls"] = cls(model)
+        return found
 
 
 def retried_functions(model: ModuleModel) -> Dict[int, str]:
@@ -129,11 +153,10 @@ def retried_functions(model: ModuleModel) -> Dict[int, str]:
 
 def _find_retried_functions(model: ModuleModel) -> Dict[int, str]:
     found: Dict[int, str] = {}
-    for site in model.calls:
-        if is_retry_call(model, site.node, site.scope):
-            target = model.resolve_function(site.node.args[0], site.scope)
-            if target is not None:
-                found[id(target)] = "in a function run under a retry"
+    for site in RetryCalls.of(model).all:
+        target = model.resolve_function(site.node.args[0], site.scope)
+        if target is not None:
+            found[id(target)] = "in a function run under a retry"
     for node in model.scopes:  # every def opens a scope
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for deco in node.decorator_list:
@@ -244,12 +267,11 @@ class _Ephemeral:
                 created = self._retried_create(call.args[0], site.scope)
                 if created is not None:
                     yield self._make(site.scope, call, call, 1, created[0], created[1], True)
-        for site in model.calls:
+        for site in RetryCalls.of(model).of_objects:
             call = site.node
-            if call.args and self._is_retry_object(call.func, site.scope):
-                created = self._retried_create(call.args[0], site.scope)
-                if created is not None:
-                    yield self._make(site.scope, call, call, 1, created[0], created[1], True)
+            created = self._retried_create(call.args[0], site.scope)
+            if created is not None:
+                yield self._make(site.scope, call, call, 1, created[0], created[1], True)
 
     def _retried_create(self, func: ast.expr, scope: Scope) -> Optional[Tuple[ClientKey, ast.expr]]:
         if isinstance(func, ast.Attribute) and func.attr == "create":
@@ -257,9 +279,6 @@ class _Ephemeral:
             if key is not None:
                 return key, func.value
         return None
-
-    def _is_retry_object(self, func: ast.expr, scope: Scope) -> bool:
-        return is_retry_object(self.model, func, scope)
 
     @staticmethod
     def _make(scope, node, create, offset, key, client, retried) -> Create:

@@ -528,7 +528,7 @@ class TransactionCommitRetried(Rule):
         retried = retried_functions(model)
         for site in model.calls:
             call, scope = site.node, site.scope
-            if is_retry_call(model, call, scope):
+            if is_retry_call(model, call):
                 arg = call.args[0]
                 if (
                     isinstance(arg, ast.Attribute) and arg.attr == "commit"
