@@ -1440,7 +1440,7 @@ class WatchRecipeRebuilt(_CallbackRule):
             flows = self._flows = {}
         flow = flows.get(id(scope.node))
         if flow is None:
-            flow = flows[id(scope.node)] = Flow(scope.node)
+            flow = flows[id(scope.node)] = Flow(scope.node, self.model.parents())
         return flow
 
     def _why_repeated(self, node: ast.AST, scope: Scope, names: Set[str], func: Optional[FunctionNode],

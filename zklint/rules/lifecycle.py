@@ -125,7 +125,7 @@ def _flow(model: ModuleModel, scope: Scope) -> Optional[Flow]:
     cache = model.__dict__.setdefault("_zk2_flows", {})
     flow = cache.get(id(scope.node))
     if flow is None:
-        flow = cache[id(scope.node)] = Flow(scope.node)
+        flow = cache[id(scope.node)] = Flow(scope.node, model.parents())
     return flow
 
 
