@@ -62,42 +62,11 @@ def _true(node: Optional[ast.AST]) -> Optional[bool]:
     return None
 
 
-def _retry_object_names(model: ModuleModel) -> frozenset:
-    """Every name and attribute name the module binds a ``KazooRetry(...)`` to, anywhere.
-
-    `is_retry_object` is asked of every call by several rules; a callee whose name is not
-    one of these cannot be bound only to retry objects, so its bindings are not looked up.
-    Every call is in `model.calls`, and the model binds a call's value to a name or an
-    attribute only as the value of an assignment (``=``, annotated, ``:=``) whose target it
-    is: those targets' names are the ones. Computed once per model.
-    """
-    names = model.__dict__.get("_zk_retry_object_names")
-    if names is None:
-        found = set()
-        parents, qualname = model.parents(), model.qualname
-        for site in model.calls:
-            call = site.node
-            if qualname(call.func) not in _RETRY_CLASSES:
-                continue
-            parent = parents.get(id(call))
-            if parent.__class__ is ast.Assign and parent.value is call:
-                targets = parent.targets
-            elif parent.__class__ in (ast.AnnAssign, ast.NamedExpr) and parent.value is call:
-                targets = [parent.target]
-            else:
-                continue
-            found.update(t.id if t.__class__ is ast.Name else t.attr for t in targets
-                         if t.__class__ is ast.Name or t.__class__ is ast.Attribute)
-        names = model.__dict__["_zk_retry_object_names"] = frozenset(found)
-    return names
-
-
 def is_retry_object(model: ModuleModel, func: ast.expr, scope: Scope) -> bool:
     """``KazooRetry(...)``, or a name or ``self.<attr>`` bound only to such objects."""
     if isinstance(func, ast.Call):
         return model.qualname(func.func) in _RETRY_CLASSES
-    name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
-    if name is not None and name in _retry_object_names(model):
+    if isinstance(func, (ast.Name, ast.Attribute)):
         values = model.bound_values(func, scope)
         return bool(values) and all(
             isinstance(v, ast.Call) and model.qualname(v.func) in _RETRY_CLASSES for v, _ in values
@@ -117,18 +86,49 @@ class RetryCalls:
     def __init__(self, model: ModuleModel) -> None:
         self.of_objects: List[CallSite] = []  # a KazooRetry object called with a function
         self.all: List[CallSite] = []  # those and ``client.retry(f, ...)``, in `model.calls` order
+        # A callee named by none of these cannot be bound only to retry objects: its
+        # bindings are not looked up (the usual case, for nearly every call).
+        names = self._retry_object_names(model)
+        Call, Name, Attribute = ast.Call, ast.Name, ast.Attribute
         for site in model.calls:
             call, scope = site.node, site.scope
             if not call.args:
                 continue
             func = call.func
-            of_object = is_retry_object(model, func, scope)
+            kind = func.__class__
+            named = kind is Call or (kind is Name and func.id in names) or (kind is Attribute and func.attr in names)
+            of_object = named and is_retry_object(model, func, scope)
             if of_object:
                 self.of_objects.append(site)
-            if of_object or (func.__class__ is ast.Attribute and func.attr == "retry"
-                             and model.client_key(func.value, scope) is not None):
+            client_retry = kind is Attribute and func.attr == "retry"
+            if of_object or (client_retry and model.client_key(func.value, scope) is not None):
                 self.all.append(site)
         self.ids = {id(site.node) for site in self.all}
+
+    @staticmethod
+    def _retry_object_names(model: ModuleModel) -> set:
+        """Every name and attribute name the module binds a ``KazooRetry(...)`` to, anywhere.
+
+        Every call is in `model.calls`, and the model binds a call's value to a name or an
+        attribute only as the value of an assignment (``=``, annotated, ``:=``) whose
+        target it is: those targets' names are the ones `bound_values` can find.
+        """
+        found = set()
+        parents, qualname = model.parents(), model.qualname
+        for site in model.calls:
+            call = site.node
+            if qualname(call.func) not in _RETRY_CLASSES:
+                continue
+            parent = parents.get(id(call))
+            if parent.__class__ is ast.Assign and parent.value is call:
+                targets = parent.targets
+            elif parent.__class__ in (ast.AnnAssign, ast.NamedExpr) and parent.value is call:
+                targets = [parent.target]
+            else:
+                continue
+            found.update(t.id if t.__class__ is ast.Name else t.attr for t in targets
+                         if t.__class__ is ast.Name or t.__class__ is ast.Attribute)
+        return found
 
     @classmethod
     def of(cls, model: ModuleModel) -> "RetryCalls":

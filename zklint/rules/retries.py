@@ -9,7 +9,7 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 
 from zklint import cst_helpers
 from zklint.fixer import FixError, expression_edit, insert_lines_edit, parse_expression
-from zklint.model import KAZOO_CLIENT, KAZOO_RETRY, Scope, argument, keyword
+from zklint.model import KAZOO_CLIENT, KAZOO_RETRY, CallSite, ModuleModel, Scope, argument, keyword
 from zklint.findings import Edit, Finding, Safety
 from zklint.rules.base import Rule, register
 
@@ -42,6 +42,19 @@ def int_literal(node: Optional[ast.AST]) -> Optional[int]:
 
 def _is_none(node: Optional[ast.AST]) -> bool:
     return isinstance(node, ast.Constant) and node.value is None
+
+
+def client_constructions(model: ModuleModel) -> List[CallSite]:
+    """Every call of the module that constructs a client, in `model.calls` order.
+
+    Found once per model: ZK401, ZK402 and ZK403 each look at the constructions only.
+    """
+    found = model.__dict__.get("_zk4_client_constructions")
+    if found is None:
+        is_construction = model.is_client_construction
+        found = [site for site in model.calls if is_construction(site.node)]
+        model.__dict__["_zk4_client_constructions"] = found
+    return found
 
 
 @register
@@ -93,10 +106,8 @@ class FiniteConnectionRetry(Rule):
 
     def check(self) -> Iterator[Finding]:
         model = self.model
-        for site in model.calls:
+        for site in client_constructions(model):
             call = site.node
-            if not model.is_client_construction(call):
-                continue
             connection_retry = keyword(call, "connection_retry")
             if connection_retry is not None:
                 policy = self._resolve_policy(connection_retry.value, site.scope)
@@ -407,7 +418,7 @@ class SessionTimeoutOutOfRange(Rule):
     def check(self) -> Iterator[Finding]:
         model = self.model
         low, high = float(self.option("session-timeout-min")), float(self.option("session-timeout-max"))
-        for site in model.calls:
+        for site in client_constructions(model):
             call = site.node
             if not has_kazoo_constructor(model, call, site.scope):
                 continue
@@ -487,7 +498,7 @@ class RetrySubclassIgnored(Rule):
         subclasses = self._retry_subclasses()
         if not subclasses:
             return
-        for site in model.calls:
+        for site in client_constructions(model):
             call = site.node
             if not has_kazoo_constructor(model, call, site.scope):
                 continue
