@@ -25,7 +25,9 @@ from zklint import kazoo_api
 from zklint.fixer import FixError, parse_statement, statements_edit
 from zklint.flow import Flow, exits, own_descendants
 from zklint.kazoo_api import Api
-from zklint.model import Callback, CallbackKind, ClientKey, FunctionNode, Scope, argument, child_nodes, keyword, walk
+from zklint.model import (
+    Callback, CallbackKind, CallSite, ClientKey, FunctionNode, Scope, argument, child_nodes, keyword, walk,
+)
 from zklint.findings import Edit, Finding, Safety
 from zklint.rules.base import Rule, register
 
@@ -1028,16 +1030,7 @@ class OneShotWatch(_CallbackRule):
         """Is `func` called (directly, same module) from inside a for/while loop?"""
         model = self.model
         parents = model.parents()
-        # The calls of each same-module function, in model.calls order: resolved once per
-        # call for the file, not once per call per callback.
-        calls_of = getattr(self, "_calls_of", None)
-        if calls_of is None:
-            calls_of = self._calls_of = {}
-            for site in model.calls:
-                target = model.resolve_function(site.node.func, site.scope)
-                if target is not None:
-                    calls_of.setdefault(id(target), []).append(site)
-        for site in calls_of.get(id(func), ()):
+        for site in _Callers.of(model).calls_of(func):
             for ancestor in _ancestors(site.node, parents, model.tree):
                 if isinstance(ancestor, (ast.For, ast.AsyncFor, ast.While)):
                     return True
@@ -1542,15 +1535,55 @@ class WatchRecipeRebuilt(_CallbackRule):
         return None
 
     def _calls_of(self, function: ast.AST) -> list:
-        calls_of = getattr(self, "_callers", None)
-        if calls_of is None:
-            calls_of = self._callers = {}
-            for site in self.model.calls:
-                if isinstance(site.node.func, (ast.Name, ast.Attribute)):
-                    target = self.model.resolve_function(site.node.func, site.scope)
-                    if target is not None:
-                        calls_of.setdefault(id(target), []).append(site)
-        return calls_of.get(id(function), [])
+        return [site for site in _Callers.of(self.model).calls_of(function)
+                if isinstance(site.node.func, (ast.Name, ast.Attribute))]
+
+
+class _Callers:
+    """The module's calls by the function of the module they reach, found on demand.
+
+    ``f()`` and ``self.f()`` reach only a def bound under the name ``f`` (a name bound to a
+    lambda reaches the lambda), so for a def only the calls of that name, and the few whose
+    callee is something else (a lambda, ``functools.partial(f, ...)``), are resolved.
+    Kept on the model (ZK304 and ZK305 ask).
+    """
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self._named: Dict[str, List[int]] = {}  # callee name -> positions in model.calls
+        self._unnamed: List[int] = []
+        self._found: Dict[int, List[CallSite]] = {}
+        for position, site in enumerate(model.calls):
+            func = site.node.func
+            kind = func.__class__
+            if kind is ast.Name:
+                self._named.setdefault(func.id, []).append(position)
+            elif kind is ast.Attribute:
+                self._named.setdefault(func.attr, []).append(position)
+            else:
+                self._unnamed.append(position)
+
+    @classmethod
+    def of(cls, model) -> "_Callers":
+        found = model.__dict__.get("_zk3_callers")
+        if found is None:
+            found = model.__dict__["_zk3_callers"] = cls(model)
+        return found
+
+    def calls_of(self, function: ast.AST) -> List[CallSite]:
+        """Every call that resolves to `function`, in `model.calls` order."""
+        found = self._found.get(id(function))
+        if found is None:
+            model = self.model
+            calls = model.calls
+            if isinstance(function, _DEF_TYPES):
+                positions = sorted(self._named.get(function.name, []) + self._unnamed)
+            else:
+                positions = range(len(calls))
+            found = self._found[id(function)] = [
+                calls[p] for p in positions if model.resolve_function(calls[p].node.func, calls[p].scope) is function
+            ]
+        return found
 
 
 def _remembers(test: ast.AST, params: Set[str]) -> bool:
