@@ -119,6 +119,23 @@ def _uses(model: ModuleModel) -> _Uses:
     return cached
 
 
+def _factory_assignments(model: ModuleModel) -> List[Tuple[ast.Assign, Scope]]:
+    """Every ``<target> = <call>`` (one target) whose call is a factory the project shows
+    starting the client it returns, in `model.assignments` order.
+
+    Found once per model: ZK201 (a started client never read) and ZK205 (a start by a
+    factory before a fork) both ask.
+    """
+    found = model.__dict__.get("_zk2_factory_assignments")
+    if found is None:
+        found = model.__dict__["_zk2_factory_assignments"] = [
+            (assign, scope) for assign, scope in model.assignments
+            if assign.value.__class__ is ast.Call and len(assign.targets) == 1
+            and model.project_factory(assign.value, scope)
+        ]
+    return found
+
+
 def _flow(model: ModuleModel, scope: Scope) -> Optional[Flow]:
     if scope.kind not in ("module", "function") or isinstance(scope.node, ast.Lambda):
         return None
@@ -324,12 +341,9 @@ class ClientNotStopped(Rule):
         """``zk = connect(hosts)`` (a factory that starts the client) and `zk` never read
         again: nothing can stop it. (A client that is read has its uses above.)"""
         model = self.model
-        for assign, scope in model.assignments:
+        for assign, scope in _factory_assignments(model):
             call = assign.value
-            if (
-                call.__class__ is not ast.Call or len(assign.targets) != 1
-                or assign.targets[0].__class__ is not ast.Name or not model.project_factory(call, scope)
-            ):
+            if assign.targets[0].__class__ is not ast.Name:
                 continue
             key = model.client_key(assign.targets[0], scope)
             if key is None or key in index.by_key or key.scope is not scope:
@@ -1709,10 +1723,8 @@ class ClientSharedAcrossFork(Rule):
         """``zk = connect()`` where connect() (in this module or another of the project)
         starts the client it returns: the call starts `zk` (kazoo issue 519's shape)."""
         model = self.model
-        for assign, scope in model.assignments:
+        for assign, scope in _factory_assignments(model):
             call = assign.value
-            if call.__class__ is not ast.Call or len(assign.targets) != 1 or not model.project_factory(call, scope):
-                continue
             key = model.client_key(assign.targets[0], scope)
             if key is not None:
                 starts.setdefault(key, []).append(call)
@@ -1725,6 +1737,11 @@ class ClientSharedAcrossFork(Rule):
         for site in model.calls:
             call, scope = site.node, site.scope
             qual = model.qualname(call.func)
+            method = call.func.attr if call.func.__class__ is ast.Attribute else None
+            if qual != "os.fork" and qual not in _PROCESS_CLASSES and method != "Process" and (
+                method not in _POOL_TASK_METHODS
+            ):
+                continue  # none of the shapes below (the usual call): not asked about further
             if qual == "os.fork":
                 child = self._fork_child(call, scope)
                 if child is not None:
@@ -1748,7 +1765,7 @@ class ClientSharedAcrossFork(Rule):
                         f"a pool worker process ({call.func.attr}() on line {call.lineno}, fork start method)",
                         _POOL_ADVICE, function, initializers=pool,
                     )
-        prefork = not self._celery_without_fork()
+        prefork: Optional[bool] = None  # asked once there is a task
         for node, scope in model.scopes.items():
             if isinstance(node, ast.ClassDef) and default == "fork" and any(
                 model.qualname(base) in _PROCESS_CLASSES for base in node.bases
@@ -1757,7 +1774,11 @@ class ClientSharedAcrossFork(Rule):
                 if run is not None:
                     yield _Child(node, scope, f"the child process of {node.name} (a multiprocessing.Process)",
                                  _PROCESS_ADVICE, run)
-            elif isinstance(node, _FUNCTION_DEFS) and self._is_celery_task(node) and prefork:
+            elif isinstance(node, _FUNCTION_DEFS) and self._is_celery_task(node):
+                if prefork is None:
+                    prefork = not self._celery_without_fork()
+                if not prefork:
+                    continue
                 yield _Child(
                     node, model.module_scope,
                     f"a Celery prefork worker, forked after importing this module ({node.name} is a task)",
