@@ -136,6 +136,16 @@ def _factory_assignments(model: ModuleModel) -> List[Tuple[ast.Assign, Scope]]:
     return found
 
 
+def _declared_names(model: ModuleModel) -> frozenset:
+    """Every name some scope of the module declares ``global`` or ``nonlocal``; kept on the model."""
+    found = model.__dict__.get("_zk2_declared_names")
+    if found is None:
+        found = model.__dict__["_zk2_declared_names"] = frozenset(
+            name for scope in model.scopes.values() for name in scope.global_names | scope.nonlocal_names
+        )
+    return found
+
+
 def _flow(model: ModuleModel, scope: Scope) -> Optional[Flow]:
     if scope.kind not in ("module", "function") or isinstance(scope.node, ast.Lambda):
         return None
@@ -970,7 +980,7 @@ class CallBeforeStart(Rule):
         for key, uses in index.by_key.items():
             if key.kind != "name" or key.scope.kind not in ("module", "function") or not _owned(model, uses):
                 continue
-            if any(key.name in s.global_names or key.name in s.nonlocal_names for s in model.scopes.values()):
+            if key.name in _declared_names(model):
                 continue
             values = key.scope.bindings.get(key.name, ())
             if len(values) != 1 or not self._never_started_construction(values[0]):
