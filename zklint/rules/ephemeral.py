@@ -74,11 +74,6 @@ def is_retry_object(model: ModuleModel, func: ast.expr, scope: Scope) -> bool:
     return False
 
 
-def is_retry_call(model: ModuleModel, call: ast.Call) -> bool:
-    """``client.retry(f, ...)`` or a KazooRetry object called with ``f`` (a call of the model's)."""
-    return id(call) in RetryCalls.of(model).ids
-
-
 class RetryCalls:
     """The module's calls that run a function under a retry, found once per model: ZK1's
     creates, the retried functions and ZK502 each ask about every call."""
@@ -86,6 +81,7 @@ class RetryCalls:
     def __init__(self, model: ModuleModel) -> None:
         self.of_objects: List[CallSite] = []  # a KazooRetry object called with a function
         self.all: List[CallSite] = []  # those and ``client.retry(f, ...)``, in `model.calls` order
+        # `ids`: id() of the calls in `all`
         # A callee named by none of these cannot be bound only to retry objects: its
         # bindings are not looked up (the usual case, for nearly every call).
         names = self._retry_object_names(model)

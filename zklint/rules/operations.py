@@ -12,7 +12,7 @@ from zklint.flow import expects_exception
 from zklint.model import ModuleModel, Scope, walk
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
-from zklint.rules.ephemeral import is_retry_call, leaves_loop, retried_functions
+from zklint.rules.ephemeral import RetryCalls, leaves_loop, retried_functions
 
 ROLLED_BACK_ERROR = "kazoo.exceptions.RolledBackError"
 
@@ -175,10 +175,13 @@ class TransactionResultUnchecked(Rule):
         # value, or `client.transaction()` as a `with` item. Start from those calls.
         for site in model.calls:
             call, scope = site.node, site.scope
-            if scope.kind == "function" and isinstance(scope.node, ast.Lambda):
-                continue
             parent = parents.get(id(call))
             cls = parent.__class__  # exact classes: ast.parse makes no subclasses
+            if cls is not ast.withitem and (call.func.__class__ is not ast.Attribute
+                                            or call.func.attr not in ("commit", "get")):
+                continue  # neither shape (the usual call)
+            if scope.kind == "function" and isinstance(scope.node, ast.Lambda):
+                continue
             if cls is ast.withitem and parent.context_expr is call:
                 stmt = parents.get(id(parent))
                 if stmt.__class__ is not ast.With or id(stmt) in seen:
@@ -526,9 +529,10 @@ class TransactionCommitRetried(Rule):
     def check(self) -> Iterator[Finding]:
         model = self.model
         retried = retried_functions(model)
+        retry_calls = RetryCalls.of(model).ids
         for site in model.calls:
             call, scope = site.node, site.scope
-            if is_retry_call(model, call):
+            if id(call) in retry_calls:
                 arg = call.args[0]
                 if (
                     isinstance(arg, ast.Attribute) and arg.attr == "commit"
@@ -536,6 +540,8 @@ class TransactionCommitRetried(Rule):
                 ):
                     yield self._retried_commit(call, arg, scope)
                 continue
+            if call.func.__class__ is not ast.Attribute or call.func.attr not in ("commit", "get"):
+                continue  # not a commit (`commit_receiver` would say so, at the cost of a call)
             receiver = commit_receiver(model, call, scope)
             if not isinstance(receiver, ast.Name):
                 continue  # `client.transaction().commit()`: built by the same attempt
