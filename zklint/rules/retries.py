@@ -51,9 +51,21 @@ def client_constructions(model: ModuleModel) -> List[CallSite]:
     """
     found = model.__dict__.get("_zk4_client_constructions")
     if found is None:
-        is_construction = model.is_client_construction
-        found = [site for site in model.calls if is_construction(site.node)]
-        model.__dict__["_zk4_client_constructions"] = found
+        found = model.__dict__["_zk4_client_constructions"] = []
+        # A client class is named through an import (a qualified name) or is a class of the
+        # module (a bare name): a callee rooted in neither is not asked about.
+        imports, local_classes = model.imports, model.client_classes
+        Name, Attribute = ast.Name, ast.Attribute
+        for site in model.calls:
+            func = root = site.node.func
+            while root.__class__ is Attribute:
+                root = root.value
+            if root.__class__ is not Name or (root.id not in imports and not (
+                func is root and root.id in local_classes
+            )):
+                continue
+            if model.is_client_construction(site.node):
+                found.append(site)
     return found
 
 
