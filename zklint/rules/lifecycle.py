@@ -132,7 +132,7 @@ def _factory_assignments(model: ModuleModel) -> List[Tuple[ast.Assign, Scope]]:
             (assign, scope) for assign, scope in model.assignments
             if assign.value.__class__ is ast.Call and len(assign.targets) == 1
             and model.project_factory(assign.value, scope)
-        ]
+        ] if model.facts.factories else []  # no factory known: no call is one
     return found
 
 
