@@ -38,6 +38,7 @@ from zklint.model import child_nodes
 
 _SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _SCOPE_CLASSES = frozenset(_SCOPE_NODES)
+_UNASKED = object()  # no answer kept for this node yet
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 _EXITS = (ast.Return, ast.Raise, ast.Break, ast.Continue)
 _TRY_TYPES: Tuple[type, ...] = (ast.Try,) + ((ast.TryStar,) if hasattr(ast, "TryStar") else ())
@@ -123,6 +124,8 @@ class Flow:
         self.root = root
         self._parents = parents
         self._block_of: Dict[int, Block] = {}  # id(stmt) -> its block
+        # expression -> `statement_of`, once asked (keyed by the node: an id may be reused)
+        self._stmt_of: Dict[ast.AST, Optional[ast.stmt]] = {}
         self.statements: List[ast.stmt] = []  # every own statement, in source order
         body = root.body if not isinstance(root, ast.Lambda) else []
         self._index_block(Block(None, "body", tuple(body)))
@@ -202,6 +205,12 @@ class Flow:
         """The innermost statement of this scope that contains `node`."""
         if id(node) in self._block_of:
             return node  # type: ignore[return-value]
+        found = self._stmt_of.get(node, _UNASKED)
+        if found is _UNASKED:
+            found = self._stmt_of[node] = self._find_statement(node)
+        return found  # type: ignore[return-value]
+
+    def _find_statement(self, node: ast.AST) -> Optional[ast.stmt]:
         # Climb to the innermost own statement; the node is that statement's own code when
         # it sits in an expression that runs there and no function, lambda or class opens
         # between the two (one that is the whole expression runs here: `f = lambda: ...`).
