@@ -30,6 +30,7 @@ from zklint.model import (
 )
 from zklint.findings import Edit, Finding, Safety
 from zklint.rules.base import Rule, register
+from zklint.rules.index import calls_to
 
 _DEF_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
@@ -945,10 +946,9 @@ class OneShotWatch(_CallbackRule):
                 )
             elif method == "ChildrenWatch":
                 yield from self._session_lost(call, 2)
-        for site in model.calls:
-            if model.qualname(site.node.func) == "kazoo.recipe.watchers.ChildrenWatch":
-                if site.node.args and model.is_client_expr(site.node.args[0], site.scope):
-                    yield from self._session_lost(site.node, 3)
+        for site in calls_to(model, ["kazoo.recipe.watchers.ChildrenWatch"]):
+            if site.node.args and model.is_client_expr(site.node.args[0], site.scope):
+                yield from self._session_lost(site.node, 3)
 
     # -- allow_session_lost=False -------------------------------------------------------------
 
@@ -1417,10 +1417,10 @@ class WatchRecipeRebuilt(_CallbackRule):
         for site, _key, method in model.client_calls():
             if method in _WATCH_RECIPES:
                 yield build(site.node, site.scope, method, 1)
-        for site in model.calls:
+        for site in calls_to(model, _WATCH_RECIPE_CLASSES):
             call = site.node
-            recipe = _WATCH_RECIPE_CLASSES.get(model.qualname(call.func) or "")
-            if recipe is not None and call.args and model.is_client_expr(call.args[0], site.scope):
+            recipe = _WATCH_RECIPE_CLASSES[model.qualname(call.func)]
+            if call.args and model.is_client_expr(call.args[0], site.scope):
                 yield build(call, site.scope, recipe, 2)
 
     # -- is the build repeated? --------------------------------------------------------------

@@ -27,6 +27,7 @@ from zklint.model import (
 from zklint.facts import USES
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
+from zklint.rules.index import calls_to
 
 _EXC = "kazoo.exceptions."
 # Handler types that catch NodeExistsError, and kazoo exceptions that do not.
@@ -110,11 +111,9 @@ class RetryCalls:
         target it is: those targets' names are the ones `bound_values` can find.
         """
         found = set()
-        parents, qualname = model.parents(), model.qualname
-        for site in model.calls:
+        parents = model.parents()
+        for site in calls_to(model, _RETRY_CLASSES):
             call = site.node
-            if qualname(call.func) not in _RETRY_CLASSES:
-                continue
             parent = parents.get(id(call))
             if parent.__class__ is ast.Assign and parent.value is call:
                 targets = parent.targets

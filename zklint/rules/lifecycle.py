@@ -24,6 +24,7 @@ from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, argument, 
 from zklint.facts import ENDS, USES
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
+from zklint.rules.index import calls_to
 
 
 START_METHODS = frozenset({"start", "start_async", "restart"})
@@ -1798,13 +1799,12 @@ class ClientSharedAcrossFork(Rule):
     def _default_start_method(self) -> Optional[str]:
         """multiprocessing's start method for this module: fork unless it sets another."""
         method: Optional[str] = "fork"
-        for site in self.model.calls:
-            if self.model.qualname(site.node.func) in _SET_START_METHOD:
-                chosen = argument(site.node, 0, "method")
-                if isinstance(chosen, ast.Constant) and chosen.value in _NON_FORK_METHODS:
-                    return chosen.value
-                if not (isinstance(chosen, ast.Constant) and chosen.value == "fork"):
-                    method = None
+        for site in calls_to(self.model, _SET_START_METHOD):
+            chosen = argument(site.node, 0, "method")
+            if isinstance(chosen, ast.Constant) and chosen.value in _NON_FORK_METHODS:
+                return chosen.value
+            if not (isinstance(chosen, ast.Constant) and chosen.value == "fork"):
+                method = None
         return method
 
     def _context_method(self, expr: ast.AST, scope: Scope, default: Optional[str]) -> Optional[str]:

@@ -12,6 +12,7 @@ from zklint.fixer import FixError, expression_edit, insert_lines_edit, parse_exp
 from zklint.model import KAZOO_CLIENT, KAZOO_RETRY, CallSite, ModuleModel, Scope, argument, keyword
 from zklint.findings import Edit, Finding, Safety
 from zklint.rules.base import Rule, register
+from zklint.rules.index import calls_to
 
 # KazooRetry(max_tries=1, delay=0.1, backoff=2, max_jitter=0.4, max_delay=60.0,
 #            ignore_expire=True, sleep_func=time.sleep, deadline=None, interrupt=None)
@@ -711,11 +712,7 @@ class ThreadingHandlerUnderGevent(Rule):
     def _runtimes(self) -> set:
         """The cooperative runtimes this file patches in: {"gevent"}, {"eventlet"}, both or none."""
         model = self.model
-        found = set()
-        for site in model.calls:
-            runtime = _PATCH_CALLS.get(model.qualname(site.node.func) or "")
-            if runtime is not None:
-                found.add(runtime)
+        found = {_PATCH_CALLS[model.qualname(site.node.func)] for site in calls_to(model, _PATCH_CALLS)}
         for stmt in model.tree.body:
             if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
                 targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
