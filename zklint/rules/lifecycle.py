@@ -75,10 +75,12 @@ class _Uses:
             uses.sort(key=lambda u: position(u.node))
 
     def _classify(self, node: ast.expr, parent: Optional[ast.AST], grandparent: Optional[ast.AST], scope: Scope) -> Use:
-        if isinstance(parent, ast.Attribute) and parent.value is node:
-            if not isinstance(parent.ctx, ast.Load):
+        if parent.__class__ is ast.Attribute and parent.value is node:
+            if parent.ctx.__class__ is not ast.Load:
                 return Use(node, scope, "patch", parent.attr)  # zk.attr = ... / del zk.attr
-            return Use(node, scope, "attr", parent.attr, self._call_of(parent))
+            # called: zk.<x>(...) (every call is the parent of its callee)
+            called = grandparent.__class__ is ast.Call and grandparent.func is parent
+            return Use(node, scope, "attr", parent.attr, grandparent if called else None)
         call = grandparent if isinstance(parent, ast.keyword) else parent
         if isinstance(call, ast.Call) and call.func is not node:
             # Handing the client to a kazoo recipe (DataWatch, Lock, Election...) keeps
@@ -99,17 +101,6 @@ class _Uses:
         if isinstance(parent, ast.UnaryOp) and isinstance(parent.op, ast.Not):
             return Use(node, scope, "test")
         return Use(node, scope, "escape")
-
-    def _call_of(self, attribute: ast.Attribute) -> Optional[ast.Call]:
-        return self._calls_by_func.get(id(attribute))
-
-    @property
-    def _calls_by_func(self) -> Dict[int, ast.Call]:
-        cache = self.__dict__.get("_calls_cache")
-        if cache is None:
-            cache = {id(site.node.func): site.node for site in self.model.calls}
-            self.__dict__["_calls_cache"] = cache
-        return cache
 
 
 def _uses(model: ModuleModel) -> _Uses:
