@@ -20,6 +20,7 @@ from zklint.model import (
     ListenerReaction,
     ModuleModel,
     Scope,
+    child_nodes,
     keyword,
     own_nodes,
     walk,
@@ -229,6 +230,8 @@ class _Ephemeral:
         self._handed_on_keys: Optional[set] = None
         self._reconciling: Dict[ast.AST, bool] = {}  # function -> checks_owner_nearby's answer
         self._reactions: Dict[ast.AST, ListenerReaction] = {}  # listener function -> its reaction
+        # handler -> its body mentions the owner (ZK101 and ZK102 ask of each handler around their creates)
+        self._owner_checks: Dict[ast.ExceptHandler, bool] = {}
 
     @classmethod
     def of(cls, model: ModuleModel) -> "_Ephemeral":
@@ -311,9 +314,16 @@ class _Ephemeral:
     def in_owner_check(self, node: ast.AST) -> bool:
         """Inside an except handler that already looks at the node's owner (a fix's re-create)."""
         for child, parent in self.ancestors(node):
-            if isinstance(parent, ast.ExceptHandler) and child in parent.body and _mentions_owner(parent.body):
+            if isinstance(parent, ast.ExceptHandler) and child in parent.body and self.handler_mentions_owner(parent):
                 return True
         return False
+
+    def handler_mentions_owner(self, handler: ast.ExceptHandler) -> bool:
+        """`_mentions_owner(handler.body)`, once per handler."""
+        known = self._owner_checks.get(handler)
+        if known is None:
+            known = self._owner_checks[handler] = _mentions_owner(handler.body)
+        return known
 
     # ---- NodeExistsError handling ---------------------------------------------------------------
 
@@ -354,8 +364,7 @@ class _Ephemeral:
 
     def signals_failure(self, try_node: ast.Try, handler: ast.ExceptHandler) -> bool:
         """The handler reports "not created": ``return False`` in it, or right after the try."""
-        exits = [n for s in handler.body for n in walk(s)
-                 if isinstance(n, (ast.Return, ast.Raise, ast.Continue, ast.Break))]
+        exits = _nodes_of(handler.body, _EXIT_TYPES)
         if any(_returns_false(n) for n in exits):
             return True
         if exits:
@@ -507,6 +516,23 @@ def _walk_outside_defs(node: ast.AST) -> Iterator[ast.AST]:
 
 def _returns_false(node: ast.AST) -> bool:
     return isinstance(node, ast.Return) and isinstance(node.value, ast.Constant) and node.value.value is False
+
+
+def _nodes_of(roots: List[ast.AST], classes: frozenset) -> List[ast.AST]:
+    """Every node of these trees (nested functions included) whose class is one of
+    `classes`, in no particular order: the set `walk` would find, without its generator."""
+    found = []
+    stack = list(roots)
+    pop, push = stack.pop, stack.extend
+    while stack:
+        node = pop()
+        if node.__class__ in classes:
+            found.append(node)
+        push(child_nodes(node))
+    return found
+
+
+_EXIT_TYPES = frozenset({ast.Return, ast.Raise, ast.Continue, ast.Break})
 
 
 def _mentions_owner(stmts: List[ast.stmt]) -> bool:
@@ -686,7 +712,7 @@ class EphemeralOwnerNotChecked(Rule):
     # ---- detection ------------------------------------------------------------------------
 
     def _handler_checks(self, facts: _Ephemeral, handler: ast.ExceptHandler, scope: Scope) -> bool:
-        if _mentions_owner(handler.body):
+        if facts.handler_mentions_owner(handler):
             return True
         methods = set()
         for stmt in handler.body:
