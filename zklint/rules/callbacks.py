@@ -30,7 +30,7 @@ from zklint.model import (
 )
 from zklint.findings import Edit, Finding, Safety
 from zklint.rules.base import Rule, register
-from zklint.rules.index import calls_to
+from zklint.rules.index import CallIndex, calls_to
 
 _DEF_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
@@ -1550,18 +1550,7 @@ class _Callers:
 
     def __init__(self, model) -> None:
         self.model = model
-        self._named: Dict[str, List[int]] = {}  # callee name -> positions in model.calls
-        self._unnamed: List[int] = []
         self._found: Dict[int, List[CallSite]] = {}
-        for position, site in enumerate(model.calls):
-            func = site.node.func
-            kind = func.__class__
-            if kind is ast.Name:
-                self._named.setdefault(func.id, []).append(position)
-            elif kind is ast.Attribute:
-                self._named.setdefault(func.attr, []).append(position)
-            else:
-                self._unnamed.append(position)
 
     @classmethod
     def of(cls, model) -> "_Callers":
@@ -1575,13 +1564,12 @@ class _Callers:
         found = self._found.get(id(function))
         if found is None:
             model = self.model
-            calls = model.calls
             if isinstance(function, _DEF_TYPES):
-                positions = sorted(self._named.get(function.name, []) + self._unnamed)
+                candidates = CallIndex.of(model).calls(names=[function.name], others=True)
             else:
-                positions = range(len(calls))
+                candidates = model.calls
             found = self._found[id(function)] = [
-                calls[p] for p in positions if model.resolve_function(calls[p].node.func, calls[p].scope) is function
+                site for site in candidates if model.resolve_function(site.node.func, site.scope) is function
             ]
         return found
 

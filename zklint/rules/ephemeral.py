@@ -28,7 +28,7 @@ from zklint.model import (
 from zklint.facts import USES
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
-from zklint.rules.index import calls_to
+from zklint.rules.index import CallIndex, calls_named, calls_to
 
 _EXC = "kazoo.exceptions."
 # Handler types that catch NodeExistsError, and kazoo exceptions that do not.
@@ -85,10 +85,12 @@ class RetryCalls:
         self.all: List[CallSite] = []  # those and ``client.retry(f, ...)``, in `model.calls` order
         # `ids`: id() of the calls in `all`
         # A callee named by none of these cannot be bound only to retry objects: its
-        # bindings are not looked up (the usual case, for nearly every call).
+        # bindings are not looked up, and only calls of them (or of `retry`, or of a callee
+        # that is neither a name nor an attribute: ``KazooRetry()(f)``) are looked at.
         names = self._retry_object_names(model)
+        self.callee_names = names | {"retry"}  # every name a retry call's callee can have
         Call, Name, Attribute = ast.Call, ast.Name, ast.Attribute
-        for site in model.calls:
+        for site in CallIndex.of(model).calls(names=self.callee_names, others=True):
             call, scope = site.node, site.scope
             if not call.args:
                 continue
@@ -1302,7 +1304,7 @@ class ListenerIgnoresLost(Rule):
     def check(self) -> Iterator[Finding]:
         model = self.model
         seen = set()
-        for site in model.calls:
+        for site in calls_named(model, ["add_listener"]):
             call = site.node
             if not (isinstance(call.func, ast.Attribute) and call.func.attr == "add_listener" and call.args):
                 continue
@@ -1555,7 +1557,7 @@ class LockHeldAcrossSessionLoss(Rule):
     def check(self) -> Iterator[Finding]:
         model = self.model
         facts = _Ephemeral.of(model)
-        for site in model.calls:
+        for site in calls_named(model, ["acquire", "run"]):
             call = site.node
             func = call.func
             if isinstance(func, ast.Attribute) and func.attr in ("acquire", "run"):

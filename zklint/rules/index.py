@@ -1,36 +1,87 @@
-"""A module's calls by the qualified name they call, shared by the rule families.
+"""The module's calls indexed by what they call, shared by the rule families.
 
-Several rules look for the calls of a few known functions or classes (``os.fork``,
-``gevent.monkey.patch_all``, ``KazooRetry``, ``DataWatch``...). Asking `model.qualname` of
-every call of the module once per rule was a pass over all its calls each time; the index
-is built in one pass, kept on the model (a ``_zk*`` attribute, dropped with the model), and
-answers each rule with the few calls it wants.
+Most rules look for the calls of a few known names: methods (``add_listener``,
+``commit``, ``acquire``...) or qualified functions and classes (``os.fork``,
+``gevent.monkey.patch_all``, ``KazooRetry``...). A pass over every call of the module per
+rule was a large part of their cost; `CallIndex` makes each of those passes once per
+model (kept in a ``_zk*`` attribute, dropped with the model) and hands each rule the few
+calls it wants, in `model.calls` order.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Tuple
+import ast
+from typing import Dict, Iterable, List, Optional
 
 from zklint.model import CallSite, ModuleModel
 
 
+class CallIndex:
+    """Positions in `model.calls` by callee name and by qualified callee."""
+
+    def __init__(self, model: ModuleModel) -> None:
+        self.model = model
+        self._by_name: Optional[Dict[str, List[int]]] = None  # ``f(...)``/``x.f(...)``: "f"
+        self._others: List[int] = []  # callee neither a name nor an attribute: a call, a lambda...
+        self._by_qualname: Optional[Dict[str, List[int]]] = None
+
+    @classmethod
+    def of(cls, model: ModuleModel) -> "CallIndex":
+        index = model.__dict__.get("_zk_call_index")
+        if index is None:
+            index = model.__dict__["_zk_call_index"] = cls(model)
+        return index
+
+    def calls(self, names: Iterable[str] = (), qualified: Iterable[str] = (), others: bool = False) -> List[CallSite]:
+        """The calls, in `model.calls` order, of a name or attribute in `names`, or of a
+        callee whose `model.qualname` is in `qualified`, or (`others`) of a callee that is
+        neither a name nor an attribute."""
+        positions = set()
+        if names:
+            by_name = self._names()
+            for name in set(names):
+                positions.update(by_name.get(name, ()))
+        if others:
+            self._names()
+            positions.update(self._others)
+        if qualified:
+            by_qualname = self._qualnames()
+            for name in set(qualified):
+                positions.update(by_qualname.get(name, ()))
+        calls = self.model.calls
+        return [calls[position] for position in sorted(positions)]
+
+    def _names(self) -> Dict[str, List[int]]:
+        if self._by_name is None:
+            by_name: Dict[str, List[int]] = {}
+            for position, site in enumerate(self.model.calls):
+                func = site.node.func
+                kind = func.__class__
+                name = func.id if kind is ast.Name else func.attr if kind is ast.Attribute else None
+                if name is None:
+                    self._others.append(position)
+                else:
+                    by_name.setdefault(name, []).append(position)
+            self._by_name = by_name
+        return self._by_name
+
+    def _qualnames(self) -> Dict[str, List[int]]:
+        if self._by_qualname is None:
+            by_qualname: Dict[str, List[int]] = {}
+            qualname = self.model.qualname
+            for position, site in enumerate(self.model.calls):
+                qual = qualname(site.node.func)
+                if qual is not None:
+                    by_qualname.setdefault(qual, []).append(position)
+            self._by_qualname = by_qualname
+        return self._by_qualname
+
+
 def calls_to(model: ModuleModel, qualified: Iterable[str]) -> List[CallSite]:
-    """The module's calls whose callee's `model.qualname` is one of `qualified`, in
-    `model.calls` order."""
-    index = _calls_by_qualname(model)
-    found = [entry for name in set(qualified) for entry in index.get(name, ())]
-    found.sort(key=lambda entry: entry[0])
-    return [site for _, site in found]
+    """The module's calls of a callee whose `model.qualname` is one of `qualified`."""
+    return CallIndex.of(model).calls(qualified=qualified)
 
 
-def _calls_by_qualname(model: ModuleModel) -> Dict[str, List[Tuple[int, CallSite]]]:
-    """qualified name -> (position in `model.calls`, call) of every call of it."""
-    index = model.__dict__.get("_zk_calls_by_qualname")
-    if index is None:
-        index = model.__dict__["_zk_calls_by_qualname"] = {}
-        qualname = model.qualname
-        for position, site in enumerate(model.calls):
-            qual = qualname(site.node.func)
-            if qual is not None:
-                index.setdefault(qual, []).append((position, site))
-    return index
+def calls_named(model: ModuleModel, names: Iterable[str]) -> List[CallSite]:
+    """The module's calls of a name or attribute in `names` (``f(...)``, ``x.f(...)``)."""
+    return CallIndex.of(model).calls(names=names)

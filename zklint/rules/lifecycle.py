@@ -24,7 +24,7 @@ from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, argument, 
 from zklint.facts import ENDS, USES
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
-from zklint.rules.index import calls_to
+from zklint.rules.index import CallIndex, calls_to
 
 
 START_METHODS = frozenset({"start", "start_async", "restart"})
@@ -1736,14 +1736,12 @@ class ClientSharedAcrossFork(Rule):
     def _children(self) -> Iterator[_Child]:
         model = self.model
         default = self._default_start_method()
-        for site in model.calls:
+        # only calls of a fork, a process or a pool task (by name) can start a child
+        for site in CallIndex.of(model).calls(
+            names={"Process"} | _POOL_TASK_METHODS, qualified={"os.fork"} | _PROCESS_CLASSES,
+        ):
             call, scope = site.node, site.scope
             qual = model.qualname(call.func)
-            method = call.func.attr if call.func.__class__ is ast.Attribute else None
-            if qual != "os.fork" and qual not in _PROCESS_CLASSES and method != "Process" and (
-                method not in _POOL_TASK_METHODS
-            ):
-                continue  # none of the shapes below (the usual call): not asked about further
             if qual == "os.fork":
                 child = self._fork_child(call, scope)
                 if child is not None:

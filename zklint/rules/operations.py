@@ -13,6 +13,7 @@ from zklint.model import ModuleModel, Scope, walk
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
 from zklint.rules.ephemeral import RetryCalls, leaves_loop, retried_functions
+from zklint.rules.index import CallIndex
 
 ROLLED_BACK_ERROR = "kazoo.exceptions.RolledBackError"
 
@@ -529,8 +530,10 @@ class TransactionCommitRetried(Rule):
     def check(self) -> Iterator[Finding]:
         model = self.model
         retried = retried_functions(model)
-        retry_calls = RetryCalls.of(model).ids
-        for site in model.calls:
+        retry = RetryCalls.of(model)
+        retry_calls = retry.ids
+        # the retry calls and the commits: no other call is looked at
+        for site in CallIndex.of(model).calls(names=retry.callee_names | {"commit", "get"}, others=True):
             call, scope = site.node, site.scope
             if id(call) in retry_calls:
                 arg = call.args[0]
@@ -540,8 +543,6 @@ class TransactionCommitRetried(Rule):
                 ):
                     yield self._retried_commit(call, arg, scope)
                 continue
-            if call.func.__class__ is not ast.Attribute or call.func.attr not in ("commit", "get"):
-                continue  # not a commit (`commit_receiver` would say so, at the cost of a call)
             receiver = commit_receiver(model, call, scope)
             if not isinstance(receiver, ast.Name):
                 continue  # `client.transaction().commit()`: built by the same attempt
