@@ -12,7 +12,7 @@ from zklint.fixer import FixError, expression_edit, insert_lines_edit, parse_exp
 from zklint.model import KAZOO_CLIENT, KAZOO_RETRY, CallSite, ModuleModel, Scope, argument, keyword
 from zklint.findings import Edit, Finding, Safety
 from zklint.rules.base import Rule, register
-from zklint.rules.index import calls_to
+from zklint.rules.index import CallIndex, calls_to
 
 # KazooRetry(max_tries=1, delay=0.1, backoff=2, max_jitter=0.4, max_delay=60.0,
 #            ignore_expire=True, sleep_func=time.sleep, deadline=None, interrupt=None)
@@ -52,21 +52,13 @@ def client_constructions(model: ModuleModel) -> List[CallSite]:
     """
     found = model.__dict__.get("_zk4_client_constructions")
     if found is None:
-        found = model.__dict__["_zk4_client_constructions"] = []
-        # A client class is named through an import (a qualified name) or is a class of the
-        # module (a bare name): a callee rooted in neither is not asked about.
-        imports, local_classes = model.imports, model.client_classes
-        Name, Attribute = ast.Name, ast.Attribute
-        for site in model.calls:
-            func = root = site.node.func
-            while root.__class__ is Attribute:
-                root = root.value
-            if root.__class__ is not Name or (root.id not in imports and not (
-                func is root and root.id in local_classes
-            )):
-                continue
-            if model.is_client_construction(site.node):
-                found.append(site)
+        # `is_client_class` accepts a callee whose qualified name is a client class's, or
+        # the bare name of a client class of the module: only those calls are asked about.
+        classes = model.client_classes | model.facts.client_classes
+        candidates = CallIndex.of(model).calls(names=model.client_classes, qualified=classes)
+        found = model.__dict__["_zk4_client_constructions"] = [
+            site for site in candidates if model.is_client_construction(site.node)
+        ]
     return found
 
 
@@ -685,10 +677,8 @@ class ThreadingHandlerUnderGevent(Rule):
         if not runtimes:
             return
         runtime = next(iter(runtimes)) if len(runtimes) == 1 else None
-        for site in model.calls:
+        for site in calls_to(model, [KAZOO_CLIENT]):
             call = site.node
-            if model.qualname(call.func) != KAZOO_CLIENT:
-                continue
             if keyword(call, "handler") is not None or len(call.args) > _HANDLER_POSITION:
                 continue
             if any(kw.arg is None for kw in call.keywords) or any(isinstance(a, ast.Starred) for a in call.args):
