@@ -11,7 +11,7 @@ calls it wants, in `model.calls` order.
 from __future__ import annotations
 
 import ast
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List
 
 from zklint.model import CallSite, ModuleModel
 
@@ -21,9 +21,21 @@ class CallIndex:
 
     def __init__(self, model: ModuleModel) -> None:
         self.model = model
-        self._by_name: Optional[Dict[str, List[int]]] = None  # ``f(...)``/``x.f(...)``: "f"
+        self._by_name: Dict[str, List[int]] = {}  # ``f(...)``/``x.f(...)``: "f"
         self._others: List[int] = []  # callee neither a name nor an attribute: a call, a lambda...
-        self._by_qualname: Optional[Dict[str, List[int]]] = None
+        self._by_qualname: Dict[str, List[int]] = {}
+        by_name, by_qualname, qualname = self._by_name, self._by_qualname, model.qualname
+        for position, site in enumerate(model.calls):
+            func = site.node.func
+            kind = func.__class__
+            name = func.id if kind is ast.Name else func.attr if kind is ast.Attribute else None
+            if name is None:
+                self._others.append(position)
+            else:
+                by_name.setdefault(name, []).append(position)
+            qual = qualname(func)
+            if qual is not None:
+                by_qualname.setdefault(qual, []).append(position)
 
     @classmethod
     def of(cls, model: ModuleModel) -> "CallIndex":
@@ -37,44 +49,14 @@ class CallIndex:
         callee whose `model.qualname` is in `qualified`, or (`others`) of a callee that is
         neither a name nor an attribute."""
         positions = set()
-        if names:
-            by_name = self._names()
-            for name in set(names):
-                positions.update(by_name.get(name, ()))
+        for name in set(names):
+            positions.update(self._by_name.get(name, ()))
+        for name in set(qualified):
+            positions.update(self._by_qualname.get(name, ()))
         if others:
-            self._names()
             positions.update(self._others)
-        if qualified:
-            by_qualname = self._qualnames()
-            for name in set(qualified):
-                positions.update(by_qualname.get(name, ()))
         calls = self.model.calls
         return [calls[position] for position in sorted(positions)]
-
-    def _names(self) -> Dict[str, List[int]]:
-        if self._by_name is None:
-            by_name: Dict[str, List[int]] = {}
-            for position, site in enumerate(self.model.calls):
-                func = site.node.func
-                kind = func.__class__
-                name = func.id if kind is ast.Name else func.attr if kind is ast.Attribute else None
-                if name is None:
-                    self._others.append(position)
-                else:
-                    by_name.setdefault(name, []).append(position)
-            self._by_name = by_name
-        return self._by_name
-
-    def _qualnames(self) -> Dict[str, List[int]]:
-        if self._by_qualname is None:
-            by_qualname: Dict[str, List[int]] = {}
-            qualname = self.model.qualname
-            for position, site in enumerate(self.model.calls):
-                qual = qualname(site.node.func)
-                if qual is not None:
-                    by_qualname.setdefault(qual, []).append(position)
-            self._by_qualname = by_qualname
-        return self._by_qualname
 
 
 def calls_to(model: ModuleModel, qualified: Iterable[str]) -> List[CallSite]:
