@@ -65,6 +65,9 @@ def _describe(call: ast.Call) -> str:
 
 # The only node types a callback rule's classifier accepts.
 _CLASSIFIED = frozenset({ast.Call, ast.With, ast.AsyncWith})
+# Nodes with nothing a classifier accepts below them: names and constants (a name's only
+# child is its context node) and the context nodes themselves.
+_LEAVES = frozenset({ast.Name, ast.Constant, ast.Load, ast.Store, ast.Del})
 
 
 class _BodyScan:
@@ -85,7 +88,7 @@ class _BodyScan:
         stack: List[ast.AST] = [func.body] if isinstance(func, ast.Lambda) else func.body[::-1]
         pop, push = stack.pop, stack.extend
         Call, candidate_types, callee_types = ast.Call, _CLASSIFIED, (ast.Name, ast.Attribute)
-        leaves, nested = (ast.Name, ast.Constant), _NESTED_CLASSES
+        leaves, nested = _LEAVES, _NESTED_CLASSES
         while stack:
             node = pop()
             cls = node.__class__
@@ -94,7 +97,7 @@ class _BodyScan:
                 if cls is Call and node.func.__class__ in callee_types:
                     self.helper_calls.append((node, model.resolve_function(node.func, scope)))
             if cls in leaves or cls in nested:
-                continue  # a leaf's only child is its shared context node
+                continue
             push(child_nodes(node)[::-1])
 
 
