@@ -83,7 +83,6 @@ class RetryCalls:
     def __init__(self, model: ModuleModel) -> None:
         self.of_objects: List[CallSite] = []  # a KazooRetry object called with a function
         self.all: List[CallSite] = []  # those and ``client.retry(f, ...)``, in `model.calls` order
-        # `ids`: id() of the calls in `all`
         # A callee named by none of these cannot be bound only to retry objects: its
         # bindings are not looked up, and only calls of them (or of `retry`, or of a callee
         # that is neither a name nor an attribute: ``KazooRetry()(f)``) are looked at.
@@ -103,7 +102,7 @@ class RetryCalls:
             client_retry = kind is Attribute and func.attr == "retry"
             if of_object or (client_retry and model.client_key(func.value, scope) is not None):
                 self.all.append(site)
-        self.ids = {id(site.node) for site in self.all}
+        self.ids = {id(site.node) for site in self.all}  # for "is this call a retry call?"
 
     @staticmethod
     def _retry_object_names(model: ModuleModel) -> set:
