@@ -6,6 +6,7 @@ import ast
 import textwrap
 
 from zklint.flow import Flow, before, exits, reraises
+from zklint.model import ModuleModel
 
 CODE = textwrap.dedent(
     """
@@ -38,7 +39,7 @@ def _setup():
         for node in ast.walk(func)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
     }
-    return func, Flow(func), calls
+    return func, Flow(func, ModuleModel(tree).parents()), calls
 
 
 def test_statements_and_blocks():

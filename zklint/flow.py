@@ -1,12 +1,15 @@
 """Structured control flow of one scope's body, for rules that reason about order.
 
-`Flow(root)` indexes the statements of a module or a function body (not those of
-nested functions, lambdas or classes) by the block they sit in. A block is one
+`Flow(root, parents)` indexes the statements of a module or a function body (not those
+of nested functions, lambdas or classes) by the block they sit in; an expression's
+statement is found by climbing the model's parent map when asked (rules ask about a few
+expressions of a scope, not about all of them). A block is one
 statement list: a function's body, an ``if``'s ``orelse``, a ``try``'s ``finalbody``,
 one ``except`` handler's body, a loop's body, a ``with`` body, a ``match`` case.
 From that index the questions lint rules ask about order have short answers:
 
-- `statement_of(node)`: the innermost statement of this scope holding an expression.
+- `statement_of(node)`: the innermost statement of this scope holding an expression
+  (None for the parser's shared context and operator nodes, which have no parent).
 - `blocks(node)`: the chain of blocks around it, outermost first; each `Block` knows
   its owner statement (None for the scope's own body), the field it fills
   (``body``/``orelse``/``handler``/``finalbody``/``case``) and its statements.
@@ -34,6 +37,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from zklint.model import child_nodes
 
 _SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+_SCOPE_CLASSES = frozenset(_SCOPE_NODES)
+_UNASKED = object()  # no answer kept for this node yet
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 _EXITS = (ast.Return, ast.Raise, ast.Break, ast.Continue)
 _TRY_TYPES: Tuple[type, ...] = (ast.Try,) + ((ast.TryStar,) if hasattr(ast, "TryStar") else ())
@@ -113,10 +118,14 @@ def expects_exception(stmt: ast.AST) -> bool:
 class Flow:
     """The block structure of one module or function body."""
 
-    def __init__(self, root: ast.AST) -> None:
+    def __init__(self, root: ast.AST, parents: Dict[int, ast.AST]) -> None:
+        """`parents`: id(node) -> parent node for the module holding `root` (the model's
+        `parents()`): the statement holding an expression is found from it when asked."""
         self.root = root
+        self._parents = parents
         self._block_of: Dict[int, Block] = {}  # id(stmt) -> its block
-        self._stmt_of: Dict[int, ast.stmt] = {}  # id(node) -> innermost own statement
+        # expression -> `statement_of`, once asked (keyed by the node: an id may be reused)
+        self._stmt_of: Dict[ast.AST, Optional[ast.stmt]] = {}
         self.statements: List[ast.stmt] = []  # every own statement, in source order
         body = root.body if not isinstance(root, ast.Lambda) else []
         self._index_block(Block(None, "body", tuple(body)))
@@ -132,65 +141,93 @@ class Flow:
 
     def _index_stmt(self, stmt: ast.stmt) -> None:
         children: List[Block] = []
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            # Decorators, defaults and bases run here; the body belongs to another scope.
-            exprs = list(stmt.decorator_list)
-            if isinstance(stmt, ast.ClassDef):
-                exprs += stmt.bases + [k.value for k in stmt.keywords]
-            else:
-                exprs += [d for d in stmt.args.defaults + stmt.args.kw_defaults if d is not None]
-            for expr in exprs:
-                self._index_expr(expr, stmt)
-            return
         if isinstance(stmt, _TRY_TYPES):
             children.append(Block(stmt, "body", tuple(stmt.body)))
             for handler in stmt.handlers:
                 children.append(Block(handler, "handler", tuple(handler.body)))
-                if handler.type is not None:
-                    self._index_expr(handler.type, stmt)
             children.append(Block(stmt, "orelse", tuple(stmt.orelse)))
             children.append(Block(stmt, "finalbody", tuple(stmt.finalbody)))
         elif isinstance(stmt, (ast.If, ast.For, ast.AsyncFor, ast.While)):
             children.append(Block(stmt, "body", tuple(stmt.body)))
             children.append(Block(stmt, "orelse", tuple(stmt.orelse)))
-            for field in ("test", "target", "iter"):
-                value = getattr(stmt, field, None)
-                if value is not None:
-                    self._index_expr(value, stmt)
         elif isinstance(stmt, (ast.With, ast.AsyncWith)):
             children.append(Block(stmt, "body", tuple(stmt.body)))
-            for item in stmt.items:
-                self._index_expr(item.context_expr, stmt)
-                if item.optional_vars is not None:
-                    self._index_expr(item.optional_vars, stmt)
         elif type(stmt).__name__ == "Match":
-            self._index_expr(stmt.subject, stmt)
             for case in stmt.cases:
                 children.append(Block(case, "case", tuple(case.body)))
-                if case.guard is not None:
-                    self._index_expr(case.guard, stmt)
-        else:
-            for child in child_nodes(stmt):
-                self._index_expr(child, stmt)
         for block in children:
             self._index_block(block)
 
-    def _index_expr(self, node: ast.AST, stmt: ast.stmt) -> None:
-        for sub in own_descendants(node):
-            self._stmt_of[id(sub)] = stmt
-        self._stmt_of[id(stmt)] = stmt
+    @staticmethod
+    def _runs_here(stmt: ast.stmt, child: ast.AST, grandchild: Optional[ast.AST]) -> Optional[ast.AST]:
+        """The expression of `stmt` (its child, or `grandchild` under that child) that is part
+        of the statement's own code, or None: a block's statement, or code that runs elsewhere.
+
+        A def or class runs its decorators and defaults or bases here, not its body (another
+        scope's) nor its annotations; a compound statement its test/target/iter, ``with``
+        items, ``except`` types and ``match`` subject and guards, not its patterns.
+        """
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if child.__class__ is ast.arguments:
+                defaults = stmt.args.defaults + stmt.args.kw_defaults
+                return grandchild if any(grandchild is d for d in defaults) else None
+            return child if any(child is d for d in stmt.decorator_list) else None
+        if isinstance(stmt, ast.ClassDef):
+            if child.__class__ is ast.keyword:
+                return grandchild if grandchild is child.value else None
+            return child if any(child is e for e in stmt.decorator_list + stmt.bases) else None
+        if isinstance(stmt, _TRY_TYPES):
+            is_type = child.__class__ is ast.ExceptHandler and grandchild is not None and grandchild is child.type
+            return grandchild if is_type else None
+        if isinstance(stmt, (ast.If, ast.For, ast.AsyncFor, ast.While)):
+            return child if any(child is getattr(stmt, f, None) for f in ("test", "target", "iter")) else None
+        if isinstance(stmt, (ast.With, ast.AsyncWith)):
+            if child.__class__ is ast.withitem and grandchild is not None and (
+                grandchild is child.context_expr or grandchild is child.optional_vars
+            ):
+                return grandchild
+            return None
+        if type(stmt).__name__ == "Match":
+            if child is stmt.subject:
+                return child
+            if type(child).__name__ == "match_case" and grandchild is not None and grandchild is child.guard:
+                return grandchild
+            return None
+        return child  # a simple statement: all of it runs here
 
     # ---- queries ---------------------------------------------------------------------
 
     def contains(self, node: ast.AST) -> bool:
         """Is `node` part of this scope's own code (not inside a nested function)?"""
-        return id(node) in self._stmt_of or id(node) in self._block_of
+        return self.statement_of(node) is not None
 
     def statement_of(self, node: ast.AST) -> Optional[ast.stmt]:
         """The innermost statement of this scope that contains `node`."""
         if id(node) in self._block_of:
             return node  # type: ignore[return-value]
-        return self._stmt_of.get(id(node))
+        found = self._stmt_of.get(node, _UNASKED)
+        if found is _UNASKED:
+            found = self._stmt_of[node] = self._find_statement(node)
+        return found  # type: ignore[return-value]
+
+    def _find_statement(self, node: ast.AST) -> Optional[ast.stmt]:
+        # Climb to the innermost own statement; the node is that statement's own code when
+        # it sits in an expression that runs there and no function, lambda or class opens
+        # between the two (one that is the whole expression runs here: `f = lambda: ...`).
+        path = [node]
+        parent = self._parents.get(id(node))
+        while parent is not None and parent is not self.root:
+            if id(parent) in self._block_of:
+                grandchild = path[-2] if len(path) > 1 else None
+                expr = self._runs_here(parent, path[-1], grandchild)
+                if expr is None:
+                    return None
+                if any(n.__class__ in _SCOPE_CLASSES for n in path[1:path.index(expr)]):
+                    return None
+                return parent  # type: ignore[return-value]
+            path.append(parent)
+            parent = self._parents.get(id(parent))
+        return None
 
     def block_of(self, stmt: ast.stmt) -> Optional[Block]:
         return self._block_of.get(id(stmt))

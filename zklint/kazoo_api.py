@@ -155,6 +155,11 @@ for _cls in ("threading.Lock", "threading.RLock", "threading.Semaphore", "thread
     BLOCKING_METHODS[_cls] = {"acquire": (("timeout", 1), "waits for a lock")}
 for _cls in ("queue.Queue", "queue.LifoQueue", "queue.PriorityQueue", "queue.SimpleQueue"):
     BLOCKING_METHODS[_cls] = {"get": (("timeout", 1), "waits for a queue item")}
+# Any blocking method's name: a call of another method needs no look at its receiver.
+_BLOCKING_METHOD_NAMES = frozenset(method for methods in BLOCKING_METHODS.values() for method in methods)
+
+
+_UNASKED = object()  # `Api.object_class` has not answered for this expression yet
 
 
 def _literal_false(node: Optional[ast.AST]) -> bool:
@@ -189,6 +194,9 @@ class Api:
 
     def __init__(self, model: "ModuleModel") -> None:
         self.model = model
+        # (expression, scope) -> `object_class`: every callback rule asks about the same
+        # receivers, and the answer needs their bindings looked up.
+        self._object_classes: Dict[Tuple[ast.AST, "Scope"], Optional[Tuple[str, Optional["ClientKey"]]]] = {}
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -208,6 +216,13 @@ class Api:
 
     def object_class(self, expr: ast.AST, scope: "Scope") -> Optional[Tuple[str, Optional["ClientKey"]]]:
         """(class, client for recipes) of the object `expr` always holds, else None."""
+        key = (expr, scope)
+        found = self._object_classes.get(key, _UNASKED)
+        if found is _UNASKED:
+            found = self._object_classes[key] = self._object_class(expr, scope)
+        return found
+
+    def _object_class(self, expr: ast.AST, scope: "Scope") -> Optional[Tuple[str, Optional["ClientKey"]]]:
         constructions = self.model.constructions(expr, scope)
         if not constructions:
             return None
@@ -239,7 +254,7 @@ class Api:
             if qual == "time.sleep" and isinstance(first, ast.Constant) and first.value == 0:
                 return None  # sleep(0) only yields
             return BLOCKING_FUNCTIONS[qual]
-        if isinstance(call.func, ast.Attribute):
+        if isinstance(call.func, ast.Attribute) and call.func.attr in _BLOCKING_METHOD_NAMES:
             owner = self.object_class(call.func.value, scope)
             if owner is not None:
                 cls, _ = owner

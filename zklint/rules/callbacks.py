@@ -25,12 +25,16 @@ from zklint import kazoo_api
 from zklint.fixer import FixError, parse_statement, statements_edit
 from zklint.flow import Flow, exits, own_descendants
 from zklint.kazoo_api import Api
-from zklint.model import Callback, CallbackKind, ClientKey, FunctionNode, Scope, argument, child_nodes, keyword, walk
+from zklint.model import (
+    Callback, CallbackKind, CallSite, ClientKey, FunctionNode, Scope, argument, child_nodes, keyword, walk,
+)
 from zklint.findings import Edit, Finding, Safety
 from zklint.rules.base import Rule, register
+from zklint.rules.index import CallIndex, calls_to
 
 _DEF_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+_NESTED_CLASSES = frozenset(_NESTED)
 # Statements whose body cannot be split: moving part of it to another thread would take
 # it out of its loop, its lock/context or its exception handlers.
 _UNSPLITTABLE = (ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try)
@@ -59,26 +63,54 @@ def _describe(call: ast.Call) -> str:
     return text + "()"
 
 
-def _body_nodes(func: FunctionNode) -> Iterator[ast.AST]:
-    """A function's own body nodes (not its decorators/defaults, not nested functions)."""
-    stack: List[ast.AST] = [func.body] if isinstance(func, ast.Lambda) else list(reversed(func.body))
-    while stack:
-        node = stack.pop()
-        yield node
-        if isinstance(node, _NESTED):
-            continue
-        stack.extend(reversed(child_nodes(node)))
+# The only node types a callback rule's classifier accepts.
+_CLASSIFIED = frozenset({ast.Call, ast.With, ast.AsyncWith})
+# Nodes with nothing a classifier accepts below them: names and constants (a name's only
+# child is its context node) and the context nodes themselves.
+_LEAVES = frozenset({ast.Name, ast.Constant, ast.Load, ast.Store, ast.Del})
 
 
-def _cached_body_nodes(model, func: FunctionNode) -> List[ast.AST]:
-    """`_body_nodes(func)` as a list, kept on the model: several rules scan each callback."""
-    cache = model.__dict__.get("_zk3_body_nodes")
+class _BodyScan:
+    """What the callback rules look at in one function's own body, in body order.
+
+    Their classifiers only ever accept calls and ``with`` statements (`candidates`); calls
+    of a name or attribute may reach a helper of the module (`helper_calls`, each with the
+    def it resolves to in the function's scope, None when there is none).
+    """
+
+    __slots__ = ("candidates", "helper_calls")
+
+    def __init__(self, model, func: FunctionNode, scope: Scope) -> None:
+        self.candidates: List[ast.AST] = []
+        self.helper_calls: List[Tuple[ast.Call, Optional[FunctionNode]]] = []
+        # The body's own nodes in source (depth-first) order, not entering nested functions,
+        # lambdas or classes: one loop, as this runs for every callback and helper.
+        stack: List[ast.AST] = [func.body] if isinstance(func, ast.Lambda) else func.body[::-1]
+        pop, push = stack.pop, stack.extend
+        Call, candidate_types, callee_types = ast.Call, _CLASSIFIED, (ast.Name, ast.Attribute)
+        leaves, nested = _LEAVES, _NESTED_CLASSES
+        while stack:
+            node = pop()
+            cls = node.__class__
+            if cls in candidate_types:
+                self.candidates.append(node)
+                if cls is Call and node.func.__class__ in callee_types:
+                    self.helper_calls.append((node, model.resolve_function(node.func, scope)))
+            if cls in leaves or cls in nested:
+                continue
+            push(child_nodes(node)[::-1])
+
+
+def _body_scan(model, func: FunctionNode, scope: Scope) -> _BodyScan:
+    """`_BodyScan` of `func` (whose scope is `scope`), kept on the model: several rules scan
+    each callback, and each helper once per callback that reaches it."""
+    cache = model.__dict__.get("_zk3_body_scans")
     if cache is None:
-        cache = model.__dict__["_zk3_body_nodes"] = {}
-    nodes = cache.get(func)
-    if nodes is None:
-        nodes = cache[func] = list(_body_nodes(func))
-    return nodes
+        cache = model.__dict__["_zk3_body_scans"] = {}
+    scan = cache.get(func)
+    if scan is None:
+        scan = cache[func] = _BodyScan(model, func, scope)
+    return scan
 
 
 @dataclass(frozen=True)
@@ -114,7 +146,7 @@ class _CallbackRule(Rule):
         scope = self.scope(func)
         if scope is None:
             return
-        for node in _cached_body_nodes(self.model, func):
+        for node in _body_scan(self.model, func, scope).candidates:
             found = classify(node, scope)
             if found is not None:
                 yield (node,) + tuple(found)
@@ -128,10 +160,8 @@ class _CallbackRule(Rule):
             return
         for node, desc, verb, method in self.hits_in(cb.function, classify):
             yield Hit(node, desc, verb, True, method)
-        for node in _cached_body_nodes(self.model, cb.function):
-            if not isinstance(node, ast.Call) or not isinstance(node.func, (ast.Name, ast.Attribute)):
-                continue
-            found = self._helper_hit(node, scope, classify, {id(cb.function)}, 1)
+        for node, target in _body_scan(self.model, cb.function, scope).helper_calls:
+            found = self._helper_hit(target, classify, {id(cb.function)}, 1)
             if found is None and project is not None:
                 found = project(node, scope)
                 found = found + (None,) if found is not None else None
@@ -139,10 +169,9 @@ class _CallbackRule(Rule):
                 what, verb, method = found
                 yield Hit(node, f"{_describe(node)} (calls {what})", verb, False, method)
 
-    def _helper_hit(self, call: ast.Call, scope: Scope, classify, seen: Set[int], depth: int):
-        """(what, verb, method) for the first hit in the module's function `call` reaches,
-        directly or through the functions it calls in turn."""
-        target = self.model.resolve_function(call.func, scope)
+    def _helper_hit(self, target: Optional[FunctionNode], classify, seen: Set[int], depth: int):
+        """(what, verb, method) for the first hit in `target`, the module's function a call
+        reaches (None: none), or in the functions it calls in turn."""
         if target is None or id(target) in seen or not isinstance(target, ast.FunctionDef):
             return None
         seen.add(id(target))
@@ -151,11 +180,10 @@ class _CallbackRule(Rule):
         target_scope = self.scope(target)
         if depth >= _HELPER_DEPTH or target_scope is None:
             return None
-        for node in _cached_body_nodes(self.model, target):
-            if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
-                found = self._helper_hit(node, target_scope, classify, seen, depth + 1)
-                if found is not None:
-                    return f"{_describe(node)}, which calls {found[0]}", found[1], found[2]
+        for node, inner_target in _body_scan(self.model, target, target_scope).helper_calls:
+            found = self._helper_hit(inner_target, classify, seen, depth + 1)
+            if found is not None:
+                return f"{_describe(node)}, which calls {found[0]}", found[1], found[2]
         return None
 
     def project_blocking(self, call: ast.Call, scope: Scope) -> Optional[Tuple[str, str]]:
@@ -921,10 +949,9 @@ class OneShotWatch(_CallbackRule):
                 )
             elif method == "ChildrenWatch":
                 yield from self._session_lost(call, 2)
-        for site in model.calls:
-            if model.qualname(site.node.func) == "kazoo.recipe.watchers.ChildrenWatch":
-                if site.node.args and model.is_client_expr(site.node.args[0], site.scope):
-                    yield from self._session_lost(site.node, 3)
+        for site in calls_to(model, ["kazoo.recipe.watchers.ChildrenWatch"]):
+            if site.node.args and model.is_client_expr(site.node.args[0], site.scope):
+                yield from self._session_lost(site.node, 3)
 
     # -- allow_session_lost=False -------------------------------------------------------------
 
@@ -1006,16 +1033,7 @@ class OneShotWatch(_CallbackRule):
         """Is `func` called (directly, same module) from inside a for/while loop?"""
         model = self.model
         parents = model.parents()
-        # The calls of each same-module function, in model.calls order: resolved once per
-        # call for the file, not once per call per callback.
-        calls_of = getattr(self, "_calls_of", None)
-        if calls_of is None:
-            calls_of = self._calls_of = {}
-            for site in model.calls:
-                target = model.resolve_function(site.node.func, site.scope)
-                if target is not None:
-                    calls_of.setdefault(id(target), []).append(site)
-        for site in calls_of.get(id(func), ()):
+        for site in _Callers.of(model).calls_of(func):
             for ancestor in _ancestors(site.node, parents, model.tree):
                 if isinstance(ancestor, (ast.For, ast.AsyncFor, ast.While)):
                     return True
@@ -1402,10 +1420,10 @@ class WatchRecipeRebuilt(_CallbackRule):
         for site, _key, method in model.client_calls():
             if method in _WATCH_RECIPES:
                 yield build(site.node, site.scope, method, 1)
-        for site in model.calls:
+        for site in calls_to(model, _WATCH_RECIPE_CLASSES):
             call = site.node
-            recipe = _WATCH_RECIPE_CLASSES.get(model.qualname(call.func) or "")
-            if recipe is not None and call.args and model.is_client_expr(call.args[0], site.scope):
+            recipe = _WATCH_RECIPE_CLASSES[model.qualname(call.func)]
+            if call.args and model.is_client_expr(call.args[0], site.scope):
                 yield build(call, site.scope, recipe, 2)
 
     # -- is the build repeated? --------------------------------------------------------------
@@ -1418,7 +1436,7 @@ class WatchRecipeRebuilt(_CallbackRule):
             flows = self._flows = {}
         flow = flows.get(id(scope.node))
         if flow is None:
-            flow = flows[id(scope.node)] = Flow(scope.node)
+            flow = flows[id(scope.node)] = Flow(scope.node, self.model.parents())
         return flow
 
     def _why_repeated(self, node: ast.AST, scope: Scope, names: Set[str], func: Optional[FunctionNode],
@@ -1520,15 +1538,43 @@ class WatchRecipeRebuilt(_CallbackRule):
         return None
 
     def _calls_of(self, function: ast.AST) -> list:
-        calls_of = getattr(self, "_callers", None)
-        if calls_of is None:
-            calls_of = self._callers = {}
-            for site in self.model.calls:
-                if isinstance(site.node.func, (ast.Name, ast.Attribute)):
-                    target = self.model.resolve_function(site.node.func, site.scope)
-                    if target is not None:
-                        calls_of.setdefault(id(target), []).append(site)
-        return calls_of.get(id(function), [])
+        return [site for site in _Callers.of(self.model).calls_of(function)
+                if isinstance(site.node.func, (ast.Name, ast.Attribute))]
+
+
+class _Callers:
+    """The module's calls by the function of the module they reach, found on demand.
+
+    ``f()`` and ``self.f()`` reach only a def bound under the name ``f`` (a name bound to a
+    lambda reaches the lambda), so for a def only the calls of that name, and the few whose
+    callee is something else (a lambda, ``functools.partial(f, ...)``), are resolved.
+    Kept on the model (ZK304 and ZK305 ask).
+    """
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self._found: Dict[int, List[CallSite]] = {}
+
+    @classmethod
+    def of(cls, model) -> "_Callers":
+        found = model.__dict__.get("_zk3_callers")
+        if found is None:
+            found = model.__dict__["_zk3_callers"] = cls(model)
+        return found
+
+    def calls_of(self, function: ast.AST) -> List[CallSite]:
+        """Every call that resolves to `function`, in `model.calls` order."""
+        found = self._found.get(id(function))
+        if found is None:
+            model = self.model
+            if isinstance(function, _DEF_TYPES):
+                candidates = CallIndex.of(model).calls(names=[function.name], others=True)
+            else:
+                candidates = model.calls
+            found = self._found[id(function)] = [
+                site for site in candidates if model.resolve_function(site.node.func, site.scope) is function
+            ]
+        return found
 
 
 def _remembers(test: ast.AST, params: Set[str]) -> bool:

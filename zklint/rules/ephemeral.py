@@ -14,9 +14,13 @@ from zklint.fixer import (
 from zklint.model import (
     KAZOO_RETRY,
     KAZOO_STATE,
+    CallSite,
     ClientKey,
+    FunctionNode,
+    ListenerReaction,
     ModuleModel,
     Scope,
+    child_nodes,
     keyword,
     own_nodes,
     walk,
@@ -24,6 +28,7 @@ from zklint.model import (
 from zklint.facts import USES
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
+from zklint.rules.index import CallIndex, calls_named, calls_to
 
 _EXC = "kazoo.exceptions."
 # Handler types that catch NodeExistsError, and kazoo exceptions that do not.
@@ -71,26 +76,84 @@ def is_retry_object(model: ModuleModel, func: ast.expr, scope: Scope) -> bool:
     return False
 
 
-def is_retry_call(model: ModuleModel, call: ast.Call, scope: Scope) -> bool:
-    """``client.retry(f, ...)`` or a KazooRetry object called with ``f``."""
-    if not call.args:
-        return False
-    func = call.func
-    if isinstance(func, ast.Attribute) and func.attr == "retry" and model.client_key(func.value, scope) is not None:
-        return True
-    return is_retry_object(model, func, scope)
+class RetryCalls:
+    """The module's calls that run a function under a retry, found once per model: ZK1's
+    creates, the retried functions and ZK502 each ask about every call."""
+
+    def __init__(self, model: ModuleModel) -> None:
+        self.of_objects: List[CallSite] = []  # a KazooRetry object called with a function
+        self.all: List[CallSite] = []  # those and ``client.retry(f, ...)``, in `model.calls` order
+        # A callee named by none of these cannot be bound only to retry objects: its
+        # bindings are not looked up, and only calls of them (or of `retry`, or of a callee
+        # that is neither a name nor an attribute: ``KazooRetry()(f)``) are looked at.
+        names = self._retry_object_names(model)
+        self.callee_names = names | {"retry"}  # every name a retry call's callee can have
+        Call, Name, Attribute = ast.Call, ast.Name, ast.Attribute
+        for site in CallIndex.of(model).calls(names=self.callee_names, others=True):
+            call, scope = site.node, site.scope
+            if not call.args:
+                continue
+            func = call.func
+            kind = func.__class__
+            named = kind is Call or (kind is Name and func.id in names) or (kind is Attribute and func.attr in names)
+            of_object = named and is_retry_object(model, func, scope)
+            if of_object:
+                self.of_objects.append(site)
+            client_retry = kind is Attribute and func.attr == "retry"
+            if of_object or (client_retry and model.client_key(func.value, scope) is not None):
+                self.all.append(site)
+        self.ids = {id(site.node) for site in self.all}  # for "is this call a retry call?"
+
+    @staticmethod
+    def _retry_object_names(model: ModuleModel) -> set:
+        """Every name and attribute name the module binds a ``KazooRetry(...)`` to, anywhere.
+
+        Every call is in `model.calls`, and the model binds a call's value to a name or an
+        attribute only as the value of an assignment (``=``, annotated, ``:=``) whose
+        target it is: those targets' names are the ones `bound_values` can find.
+        """
+        found = set()
+        parents = model.parents()
+        for site in calls_to(model, _RETRY_CLASSES):
+            call = site.node
+            parent = parents.get(id(call))
+            if parent.__class__ is ast.Assign and parent.value is call:
+                targets = parent.targets
+            elif parent.__class__ in (ast.AnnAssign, ast.NamedExpr) and parent.value is call:
+                targets = [parent.target]
+            else:
+                continue
+            found.update(t.id if t.__class__ is ast.Name else t.attr for t in targets
+                         if t.__class__ is ast.Name or t.__class__ is ast.Attribute)
+        return found
+
+    @classmethod
+    def of(cls, model: ModuleModel) -> "RetryCalls":
+        found = model.__dict__.get("_zk_retry_calls")
+        if found is None:
+            found = model.__dict__["_zk_retry_calls"] = cls(model)
+        return found
 
 
 def retried_functions(model: ModuleModel) -> Dict[int, str]:
     """id(def) -> how it is retried, for every function of the module run under a retry:
     passed to client.retry/a KazooRetry object, or decorated by tenacity/retrying/backoff
-    with an exception filter that lets ConnectionLoss through."""
+    with an exception filter that lets ConnectionLoss through.
+
+    Computed once per model (ZK104 and ZK502 both ask): read only.
+    """
+    found = model.__dict__.get("_zk_retried_functions")
+    if found is None:
+        found = model.__dict__["_zk_retried_functions"] = _find_retried_functions(model)
+    return found
+
+
+def _find_retried_functions(model: ModuleModel) -> Dict[int, str]:
     found: Dict[int, str] = {}
-    for site in model.calls:
-        if is_retry_call(model, site.node, site.scope):
-            target = model.resolve_function(site.node.args[0], site.scope)
-            if target is not None:
-                found[id(target)] = "in a function run under a retry"
+    for site in RetryCalls.of(model).all:
+        target = model.resolve_function(site.node.args[0], site.scope)
+        if target is not None:
+            found[id(target)] = "in a function run under a retry"
     for node in model.scopes:  # every def opens a scope
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for deco in node.decorator_list:
@@ -167,6 +230,9 @@ class _Ephemeral:
         self._hidden: Dict[ClientKey, bool] = {}
         self._handed_on_keys: Optional[set] = None
         self._reconciling: Dict[ast.AST, bool] = {}  # function -> checks_owner_nearby's answer
+        self._reactions: Dict[ast.AST, ListenerReaction] = {}  # listener function -> its reaction
+        # handler -> its body mentions the owner (ZK101 and ZK102 ask of each handler around their creates)
+        self._owner_checks: Dict[ast.ExceptHandler, bool] = {}
 
     @classmethod
     def of(cls, model: ModuleModel) -> "_Ephemeral":
@@ -200,12 +266,11 @@ class _Ephemeral:
                 created = self._retried_create(call.args[0], site.scope)
                 if created is not None:
                     yield self._make(site.scope, call, call, 1, created[0], created[1], True)
-        for site in model.calls:
+        for site in RetryCalls.of(model).of_objects:
             call = site.node
-            if call.args and self._is_retry_object(call.func, site.scope):
-                created = self._retried_create(call.args[0], site.scope)
-                if created is not None:
-                    yield self._make(site.scope, call, call, 1, created[0], created[1], True)
+            created = self._retried_create(call.args[0], site.scope)
+            if created is not None:
+                yield self._make(site.scope, call, call, 1, created[0], created[1], True)
 
     def _retried_create(self, func: ast.expr, scope: Scope) -> Optional[Tuple[ClientKey, ast.expr]]:
         if isinstance(func, ast.Attribute) and func.attr == "create":
@@ -213,9 +278,6 @@ class _Ephemeral:
             if key is not None:
                 return key, func.value
         return None
-
-    def _is_retry_object(self, func: ast.expr, scope: Scope) -> bool:
-        return is_retry_object(self.model, func, scope)
 
     @staticmethod
     def _make(scope, node, create, offset, key, client, retried) -> Create:
@@ -253,9 +315,16 @@ class _Ephemeral:
     def in_owner_check(self, node: ast.AST) -> bool:
         """Inside an except handler that already looks at the node's owner (a fix's re-create)."""
         for child, parent in self.ancestors(node):
-            if isinstance(parent, ast.ExceptHandler) and child in parent.body and _mentions_owner(parent.body):
+            if isinstance(parent, ast.ExceptHandler) and child in parent.body and self.handler_mentions_owner(parent):
                 return True
         return False
+
+    def handler_mentions_owner(self, handler: ast.ExceptHandler) -> bool:
+        """`_mentions_owner(handler.body)`, once per handler."""
+        known = self._owner_checks.get(handler)
+        if known is None:
+            known = self._owner_checks[handler] = _mentions_owner(handler.body)
+        return known
 
     # ---- NodeExistsError handling ---------------------------------------------------------------
 
@@ -296,8 +365,7 @@ class _Ephemeral:
 
     def signals_failure(self, try_node: ast.Try, handler: ast.ExceptHandler) -> bool:
         """The handler reports "not created": ``return False`` in it, or right after the try."""
-        exits = [n for s in handler.body for n in walk(s)
-                 if isinstance(n, (ast.Return, ast.Raise, ast.Continue, ast.Break))]
+        exits = _nodes_of(handler.body, _EXIT_TYPES)
         if any(_returns_false(n) for n in exits):
             return True
         if exits:
@@ -323,14 +391,19 @@ class _Ephemeral:
             known = self._reconciling[func] = self._compares_owner_outside_handlers(func)
         return known
 
-    @staticmethod
-    def _compares_owner_outside_handlers(func: ast.AST) -> bool:
+    def _compares_owner_outside_handlers(self, func: ast.AST) -> bool:
         comparisons = [n for n in own_nodes(func) if n.__class__ is ast.Compare and _compares_owner(n)]
-        if not comparisons:
-            return False  # the usual case: no need to find the except handlers
         # outside except handlers: a handler's check is the ZK101 pattern, not reconciliation
-        in_handlers = {id(n) for h in walk(func) if isinstance(h, ast.ExceptHandler) for n in walk(h)}
-        return any(id(n) not in in_handlers for n in comparisons)
+        return any(not self._in_handler_below(n, func) for n in comparisons)
+
+    def _in_handler_below(self, node: ast.AST, func: ast.AST) -> bool:
+        """Is `node` inside an except handler that is inside `func`?"""
+        parent = self.parents.get(id(node))
+        while parent is not None and parent is not func:
+            if parent.__class__ is ast.ExceptHandler:
+                return True
+            parent = self.parents.get(id(parent))
+        return False
 
     # ---- clients whose listeners may be out of sight -----------------------------------------
 
@@ -407,10 +480,19 @@ class _Ephemeral:
         if self.hidden_listeners(key):
             return True
         for _, func in self.model.state_listeners(key):
-            reaction = self.model.listener_reaction(func)
+            reaction = self.listener_reaction(func)
             if any(reaction.reacts_to(state) for state in states):
                 return True
         return False
+
+    def listener_reaction(self, func: Optional[FunctionNode]) -> ListenerReaction:
+        """`model.listener_reaction`, analysed once per listener: ZK102 and ZK103 both ask."""
+        if func is None:
+            return self.model.listener_reaction(func)
+        reaction = self._reactions.get(func)
+        if reaction is None:
+            reaction = self._reactions[func] = self.model.listener_reaction(func)
+        return reaction
 
 
 def _dedent_continuation(source, node: ast.AST) -> str:
@@ -435,6 +517,23 @@ def _walk_outside_defs(node: ast.AST) -> Iterator[ast.AST]:
 
 def _returns_false(node: ast.AST) -> bool:
     return isinstance(node, ast.Return) and isinstance(node.value, ast.Constant) and node.value.value is False
+
+
+def _nodes_of(roots: List[ast.AST], classes: frozenset) -> List[ast.AST]:
+    """Every node of these trees (nested functions included) whose class is one of
+    `classes`, in no particular order: the set `walk` would find, without its generator."""
+    found = []
+    stack = list(roots)
+    pop, push = stack.pop, stack.extend
+    while stack:
+        node = pop()
+        if node.__class__ in classes:
+            found.append(node)
+        push(child_nodes(node))
+    return found
+
+
+_EXIT_TYPES = frozenset({ast.Return, ast.Raise, ast.Continue, ast.Break})
 
 
 def _mentions_owner(stmts: List[ast.stmt]) -> bool:
@@ -614,7 +713,7 @@ class EphemeralOwnerNotChecked(Rule):
     # ---- detection ------------------------------------------------------------------------
 
     def _handler_checks(self, facts: _Ephemeral, handler: ast.ExceptHandler, scope: Scope) -> bool:
-        if _mentions_owner(handler.body):
+        if facts.handler_mentions_owner(handler):
             return True
         methods = set()
         for stmt in handler.body:
@@ -1204,7 +1303,7 @@ class ListenerIgnoresLost(Rule):
     def check(self) -> Iterator[Finding]:
         model = self.model
         seen = set()
-        for site in model.calls:
+        for site in calls_named(model, ["add_listener"]):
             call = site.node
             if not (isinstance(call.func, ast.Attribute) and call.func.attr == "add_listener" and call.args):
                 continue
@@ -1217,7 +1316,7 @@ class ListenerIgnoresLost(Rule):
             if func is None or id(func) in seen:
                 continue
             seen.add(id(func))
-            reaction = model.listener_reaction(func)
+            reaction = _Ephemeral.of(model).listener_reaction(func)
             if reaction.opaque or not reaction.branches or reaction.reacts_to("LOST"):
                 continue
             if "SUSPENDED" not in reaction.handled:
@@ -1326,7 +1425,6 @@ class EphemeralSequentialRetried(Rule):
 
     def check(self) -> Iterator[Finding]:
         facts = _Ephemeral.of(self.model)
-        retried = retried_functions(self.model)
         reported = set()
         for create in facts.creates():
             if not (create.ephemeral and create.sequence):
@@ -1335,6 +1433,7 @@ class EphemeralSequentialRetried(Rule):
             if create.retried:
                 how = "under a retry"
             else:
+                retried = retried_functions(self.model)  # only asked with a sequential create at hand
                 func = facts.enclosing_function(create.node)
                 if func is not None and id(func) in retried and not _looks_up_children(func):
                     how = retried[id(func)]
@@ -1457,7 +1556,7 @@ class LockHeldAcrossSessionLoss(Rule):
     def check(self) -> Iterator[Finding]:
         model = self.model
         facts = _Ephemeral.of(model)
-        for site in model.calls:
+        for site in calls_named(model, ["acquire", "run"]):
             call = site.node
             func = call.func
             if isinstance(func, ast.Attribute) and func.attr in ("acquire", "run"):

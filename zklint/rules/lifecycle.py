@@ -24,6 +24,7 @@ from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, argument, 
 from zklint.facts import ENDS, USES
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
+from zklint.rules.index import CallIndex, calls_to
 
 
 START_METHODS = frozenset({"start", "start_async", "restart"})
@@ -74,10 +75,12 @@ class _Uses:
             uses.sort(key=lambda u: position(u.node))
 
     def _classify(self, node: ast.expr, parent: Optional[ast.AST], grandparent: Optional[ast.AST], scope: Scope) -> Use:
-        if isinstance(parent, ast.Attribute) and parent.value is node:
-            if not isinstance(parent.ctx, ast.Load):
+        if parent.__class__ is ast.Attribute and parent.value is node:
+            if parent.ctx.__class__ is not ast.Load:
                 return Use(node, scope, "patch", parent.attr)  # zk.attr = ... / del zk.attr
-            return Use(node, scope, "attr", parent.attr, self._call_of(parent))
+            # called: zk.<x>(...) (every call is the parent of its callee)
+            called = grandparent.__class__ is ast.Call and grandparent.func is parent
+            return Use(node, scope, "attr", parent.attr, grandparent if called else None)
         call = grandparent if isinstance(parent, ast.keyword) else parent
         if isinstance(call, ast.Call) and call.func is not node:
             # Handing the client to a kazoo recipe (DataWatch, Lock, Election...) keeps
@@ -99,17 +102,6 @@ class _Uses:
             return Use(node, scope, "test")
         return Use(node, scope, "escape")
 
-    def _call_of(self, attribute: ast.Attribute) -> Optional[ast.Call]:
-        return self._calls_by_func.get(id(attribute))
-
-    @property
-    def _calls_by_func(self) -> Dict[int, ast.Call]:
-        cache = self.__dict__.get("_calls_cache")
-        if cache is None:
-            cache = {id(site.node.func): site.node for site in self.model.calls}
-            self.__dict__["_calls_cache"] = cache
-        return cache
-
 
 def _uses(model: ModuleModel) -> _Uses:
     cached = getattr(model, "_zk2_uses", None)
@@ -119,13 +111,40 @@ def _uses(model: ModuleModel) -> _Uses:
     return cached
 
 
+def _factory_assignments(model: ModuleModel) -> List[Tuple[ast.Assign, Scope]]:
+    """Every ``<target> = <call>`` (one target) whose call is a factory the project shows
+    starting the client it returns, in `model.assignments` order.
+
+    Found once per model: ZK201 (a started client never read) and ZK205 (a start by a
+    factory before a fork) both ask.
+    """
+    found = model.__dict__.get("_zk2_factory_assignments")
+    if found is None:
+        found = model.__dict__["_zk2_factory_assignments"] = [
+            (assign, scope) for assign, scope in model.assignments
+            if assign.value.__class__ is ast.Call and len(assign.targets) == 1
+            and model.project_factory(assign.value, scope)
+        ] if model.facts.factories else []  # no factory known: no call is one
+    return found
+
+
+def _declared_names(model: ModuleModel) -> frozenset:
+    """Every name some scope of the module declares ``global`` or ``nonlocal``; kept on the model."""
+    found = model.__dict__.get("_zk2_declared_names")
+    if found is None:
+        found = model.__dict__["_zk2_declared_names"] = frozenset(
+            name for scope in model.scopes.values() for name in scope.global_names | scope.nonlocal_names
+        )
+    return found
+
+
 def _flow(model: ModuleModel, scope: Scope) -> Optional[Flow]:
     if scope.kind not in ("module", "function") or isinstance(scope.node, ast.Lambda):
         return None
     cache = model.__dict__.setdefault("_zk2_flows", {})
     flow = cache.get(id(scope.node))
     if flow is None:
-        flow = cache[id(scope.node)] = Flow(scope.node)
+        flow = cache[id(scope.node)] = Flow(scope.node, model.parents())
     return flow
 
 
@@ -324,12 +343,9 @@ class ClientNotStopped(Rule):
         """``zk = connect(hosts)`` (a factory that starts the client) and `zk` never read
         again: nothing can stop it. (A client that is read has its uses above.)"""
         model = self.model
-        for assign, scope in model.assignments:
+        for assign, scope in _factory_assignments(model):
             call = assign.value
-            if (
-                call.__class__ is not ast.Call or len(assign.targets) != 1
-                or assign.targets[0].__class__ is not ast.Name or not model.project_factory(call, scope)
-            ):
+            if assign.targets[0].__class__ is not ast.Name:
                 continue
             key = model.client_key(assign.targets[0], scope)
             if key is None or key in index.by_key or key.scope is not scope:
@@ -956,7 +972,7 @@ class CallBeforeStart(Rule):
         for key, uses in index.by_key.items():
             if key.kind != "name" or key.scope.kind not in ("module", "function") or not _owned(model, uses):
                 continue
-            if any(key.name in s.global_names or key.name in s.nonlocal_names for s in model.scopes.values()):
+            if key.name in _declared_names(model):
                 continue
             values = key.scope.bindings.get(key.name, ())
             if len(values) != 1 or not self._never_started_construction(values[0]):
@@ -1709,10 +1725,8 @@ class ClientSharedAcrossFork(Rule):
         """``zk = connect()`` where connect() (in this module or another of the project)
         starts the client it returns: the call starts `zk` (kazoo issue 519's shape)."""
         model = self.model
-        for assign, scope in model.assignments:
+        for assign, scope in _factory_assignments(model):
             call = assign.value
-            if call.__class__ is not ast.Call or len(assign.targets) != 1 or not model.project_factory(call, scope):
-                continue
             key = model.client_key(assign.targets[0], scope)
             if key is not None:
                 starts.setdefault(key, []).append(call)
@@ -1722,7 +1736,10 @@ class ClientSharedAcrossFork(Rule):
     def _children(self) -> Iterator[_Child]:
         model = self.model
         default = self._default_start_method()
-        for site in model.calls:
+        # only calls of a fork, a process or a pool task (by name) can start a child
+        for site in CallIndex.of(model).calls(
+            names={"Process"} | _POOL_TASK_METHODS, qualified={"os.fork"} | _PROCESS_CLASSES,
+        ):
             call, scope = site.node, site.scope
             qual = model.qualname(call.func)
             if qual == "os.fork":
@@ -1748,7 +1765,7 @@ class ClientSharedAcrossFork(Rule):
                         f"a pool worker process ({call.func.attr}() on line {call.lineno}, fork start method)",
                         _POOL_ADVICE, function, initializers=pool,
                     )
-        prefork = not self._celery_without_fork()
+        prefork: Optional[bool] = None  # asked once there is a task
         for node, scope in model.scopes.items():
             if isinstance(node, ast.ClassDef) and default == "fork" and any(
                 model.qualname(base) in _PROCESS_CLASSES for base in node.bases
@@ -1757,7 +1774,11 @@ class ClientSharedAcrossFork(Rule):
                 if run is not None:
                     yield _Child(node, scope, f"the child process of {node.name} (a multiprocessing.Process)",
                                  _PROCESS_ADVICE, run)
-            elif isinstance(node, _FUNCTION_DEFS) and self._is_celery_task(node) and prefork:
+            elif isinstance(node, _FUNCTION_DEFS) and self._is_celery_task(node):
+                if prefork is None:
+                    prefork = not self._celery_without_fork()
+                if not prefork:
+                    continue
                 yield _Child(
                     node, model.module_scope,
                     f"a Celery prefork worker, forked after importing this module ({node.name} is a task)",
@@ -1767,13 +1788,12 @@ class ClientSharedAcrossFork(Rule):
     def _default_start_method(self) -> Optional[str]:
         """multiprocessing's start method for this module: fork unless it sets another."""
         method: Optional[str] = "fork"
-        for site in self.model.calls:
-            if self.model.qualname(site.node.func) in _SET_START_METHOD:
-                chosen = argument(site.node, 0, "method")
-                if isinstance(chosen, ast.Constant) and chosen.value in _NON_FORK_METHODS:
-                    return chosen.value
-                if not (isinstance(chosen, ast.Constant) and chosen.value == "fork"):
-                    method = None
+        for site in calls_to(self.model, _SET_START_METHOD):
+            chosen = argument(site.node, 0, "method")
+            if isinstance(chosen, ast.Constant) and chosen.value in _NON_FORK_METHODS:
+                return chosen.value
+            if not (isinstance(chosen, ast.Constant) and chosen.value == "fork"):
+                method = None
         return method
 
     def _context_method(self, expr: ast.AST, scope: Scope, default: Optional[str]) -> Optional[str]:

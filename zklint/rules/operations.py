@@ -12,7 +12,8 @@ from zklint.flow import expects_exception
 from zklint.model import ModuleModel, Scope, walk
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
-from zklint.rules.ephemeral import is_retry_call, leaves_loop, retried_functions
+from zklint.rules.ephemeral import RetryCalls, leaves_loop, retried_functions
+from zklint.rules.index import CallIndex, calls_named
 
 ROLLED_BACK_ERROR = "kazoo.exceptions.RolledBackError"
 
@@ -170,22 +171,22 @@ class TransactionResultUnchecked(Rule):
     def check(self) -> Iterator[Finding]:
         model = self.model
         parents = model.parents()
-        seen: set = set()
-        # Every shape holds a call: `T.commit()` / `T.commit_async().get()` as a statement's
-        # value, or `client.transaction()` as a `with` item. Start from those calls.
-        for site in model.calls:
+        # Every shape holds a call: `client.transaction()` as a `with` item, or `T.commit()` /
+        # `T.commit_async().get()` as a statement's value. Start from those calls.
+        for stmt, scope in model.withs:
+            if stmt.__class__ is ast.With and any(item.context_expr.__class__ is ast.Call for item in stmt.items):
+                finding = self._with_form(stmt, scope)
+                if finding is not None and not self._expected_to_raise(stmt, scope.node):
+                    yield finding
+        for site in calls_named(model, ["commit", "get"]):
             call, scope = site.node, site.scope
             if scope.kind == "function" and isinstance(scope.node, ast.Lambda):
                 continue
             parent = parents.get(id(call))
             cls = parent.__class__  # exact classes: ast.parse makes no subclasses
             if cls is ast.withitem and parent.context_expr is call:
-                stmt = parents.get(id(parent))
-                if stmt.__class__ is not ast.With or id(stmt) in seen:
-                    continue
-                seen.add(id(stmt))
-                finding = self._with_form(stmt, scope)
-            elif call.func.__class__ is not ast.Attribute or call.func.attr not in ("commit", "get"):
+                continue  # a `with` item: above
+            elif call.func.__class__ is not ast.Attribute:
                 continue
             elif cls is ast.Expr:
                 stmt, finding = parent, self._discarded(parent, scope)
@@ -526,9 +527,12 @@ class TransactionCommitRetried(Rule):
     def check(self) -> Iterator[Finding]:
         model = self.model
         retried = retried_functions(model)
-        for site in model.calls:
+        retry = RetryCalls.of(model)
+        retry_calls = retry.ids
+        # the retry calls and the commits: no other call is looked at
+        for site in CallIndex.of(model).calls(names=retry.callee_names | {"commit", "get"}, others=True):
             call, scope = site.node, site.scope
-            if is_retry_call(model, call, scope):
+            if id(call) in retry_calls:
                 arg = call.args[0]
                 if (
                     isinstance(arg, ast.Attribute) and arg.attr == "commit"

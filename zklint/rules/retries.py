@@ -9,9 +9,10 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 
 from zklint import cst_helpers
 from zklint.fixer import FixError, expression_edit, insert_lines_edit, parse_expression
-from zklint.model import KAZOO_CLIENT, KAZOO_RETRY, Scope, argument, keyword
+from zklint.model import KAZOO_CLIENT, KAZOO_RETRY, CallSite, ModuleModel, Scope, argument, keyword
 from zklint.findings import Edit, Finding, Safety
 from zklint.rules.base import Rule, register
+from zklint.rules.index import CallIndex, calls_to
 
 # KazooRetry(max_tries=1, delay=0.1, backoff=2, max_jitter=0.4, max_delay=60.0,
 #            ignore_expire=True, sleep_func=time.sleep, deadline=None, interrupt=None)
@@ -42,6 +43,23 @@ def int_literal(node: Optional[ast.AST]) -> Optional[int]:
 
 def _is_none(node: Optional[ast.AST]) -> bool:
     return isinstance(node, ast.Constant) and node.value is None
+
+
+def client_constructions(model: ModuleModel) -> List[CallSite]:
+    """Every call of the module that constructs a client, in `model.calls` order.
+
+    Found once per model: ZK401, ZK402 and ZK403 each look at the constructions only.
+    """
+    found = model.__dict__.get("_zk4_client_constructions")
+    if found is None:
+        # `is_client_class` accepts a callee whose qualified name is a client class's, or
+        # the bare name of a client class of the module: only those calls are asked about.
+        classes = model.client_classes | model.facts.client_classes
+        candidates = CallIndex.of(model).calls(names=model.client_classes, qualified=classes)
+        found = model.__dict__["_zk4_client_constructions"] = [
+            site for site in candidates if model.is_client_construction(site.node)
+        ]
+    return found
 
 
 @register
@@ -93,10 +111,8 @@ class FiniteConnectionRetry(Rule):
 
     def check(self) -> Iterator[Finding]:
         model = self.model
-        for site in model.calls:
+        for site in client_constructions(model):
             call = site.node
-            if not model.is_client_construction(call):
-                continue
             connection_retry = keyword(call, "connection_retry")
             if connection_retry is not None:
                 policy = self._resolve_policy(connection_retry.value, site.scope)
@@ -407,7 +423,7 @@ class SessionTimeoutOutOfRange(Rule):
     def check(self) -> Iterator[Finding]:
         model = self.model
         low, high = float(self.option("session-timeout-min")), float(self.option("session-timeout-max"))
-        for site in model.calls:
+        for site in client_constructions(model):
             call = site.node
             if not has_kazoo_constructor(model, call, site.scope):
                 continue
@@ -487,7 +503,7 @@ class RetrySubclassIgnored(Rule):
         subclasses = self._retry_subclasses()
         if not subclasses:
             return
-        for site in model.calls:
+        for site in client_constructions(model):
             call = site.node
             if not has_kazoo_constructor(model, call, site.scope):
                 continue
@@ -661,10 +677,8 @@ class ThreadingHandlerUnderGevent(Rule):
         if not runtimes:
             return
         runtime = next(iter(runtimes)) if len(runtimes) == 1 else None
-        for site in model.calls:
+        for site in calls_to(model, [KAZOO_CLIENT]):
             call = site.node
-            if model.qualname(call.func) != KAZOO_CLIENT:
-                continue
             if keyword(call, "handler") is not None or len(call.args) > _HANDLER_POSITION:
                 continue
             if any(kw.arg is None for kw in call.keywords) or any(isinstance(a, ast.Starred) for a in call.args):
@@ -688,11 +702,7 @@ class ThreadingHandlerUnderGevent(Rule):
     def _runtimes(self) -> set:
         """The cooperative runtimes this file patches in: {"gevent"}, {"eventlet"}, both or none."""
         model = self.model
-        found = set()
-        for site in model.calls:
-            runtime = _PATCH_CALLS.get(model.qualname(site.node.func) or "")
-            if runtime is not None:
-                found.add(runtime)
+        found = {_PATCH_CALLS[model.qualname(site.node.func)] for site in calls_to(model, _PATCH_CALLS)}
         for stmt in model.tree.body:
             if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
                 targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
