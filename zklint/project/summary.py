@@ -204,20 +204,20 @@ class _Summarizer:
         self.api = Api(model)
         self._callees: Dict[int, Optional[str]] = {}
         self._stopped: Optional[Set[str]] = None
-        self._reads_by_function: Optional[Dict[int, list]] = None
+        self._reads_by_function: Dict[int, list] = {}  # see _scan_reads
 
     def run(self) -> ModuleSummary:
         model, summary = self.model, self.summary
         for local, target in model.imports.items():
             if target is not None and model.module_scope.bindings.get(local) and self._project_name(target):
                 summary.imports[local] = target
+        self._scan_reads()
         for stmt in model.tree.body:
             if isinstance(stmt, ast.ClassDef):
                 self._class(stmt)
             elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 self._function(stmt)
         self._calls()
-        self._reads()
         self._globals()
         return summary
 
@@ -411,28 +411,7 @@ class _Summarizer:
         summary.forwards = {p: f for p, f in forwards.items() if effects.get(p) != OWNS}
 
     def _reads_of(self, node):
-        """Reads in `node`'s own scope and every scope nested in it."""
-        if self._reads_by_function is None:
-            # each read filed under the summarised function (module-level def or method)
-            # its scope is, or is nested in: one pass over the module's reads
-            by_function: Dict[int, list] = {}
-            owner_of: Dict[int, Optional[int]] = {}
-            quals = self.model.local_qualname
-            # only Names that may read a parameter matter (`_parameter_effects`)
-            params = set().union(*(scope.params for scope in self.model.scopes.values()))
-            Name = ast.Name
-            for read, read_scope in self.model.reads:
-                if read.__class__ is not Name or read.id not in params:
-                    continue
-                key = owner_of.get(id(read_scope), 0)
-                if key == 0:
-                    current: Optional[Scope] = read_scope
-                    while current is not None and quals(current.node) is None:
-                        current = current.parent
-                    key = owner_of[id(read_scope)] = id(current.node) if current is not None else None
-                if key is not None:
-                    by_function.setdefault(key, []).append((read, read_scope))
-            self._reads_by_function = by_function
+        """Reads of parameter names in `node`'s own scope and every scope nested in it."""
         return self._reads_by_function.get(id(node), ())
 
     def _classify(self, read: ast.Name, parents, scope: Scope) -> Tuple[str, Optional[Tuple[str, str]]]:
@@ -492,10 +471,17 @@ class _Summarizer:
                 starred,
             ))
 
-    def _reads(self) -> None:
-        """Functions read as values (their callers may be anywhere), and listeners."""
+    def _scan_reads(self) -> None:
+        """One pass over the module's reads: those of parameter names filed under the
+        summarised function (module-level def or method) they are in, for
+        `_parameter_effects`; functions read as values (their callers may be anywhere)
+        and listeners, for the summary."""
         model, summary = self.model, self.summary
         parents = model.parents()
+        by_function: Dict[int, list] = {}
+        owner_of: Dict[int, Optional[int]] = {}
+        quals = model.local_qualname
+        params = set().union(*(scope.params for scope in model.scopes.values()))
         # only names that can stand for a function: defs of the module, and imports
         defined = {node.name for node in model.scopes if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
         imported = model.imports
@@ -506,34 +492,20 @@ class _Summarizer:
                     summary.has_listeners = True
                 if read.attr not in defined and not (read.value.__class__ is Name and read.value.id in imported):
                     continue
-            elif read.__class__ is Name and read.id not in defined and read.id not in imported:
-                continue
-            parent = parents.get(id(read))
-            if isinstance(parent, ast.Call) and parent.func is read:
-                continue
-            if isinstance(parent, ast.Attribute) and parent.value is read:
-                continue  # f.__name__, module.attr: not the function itself
-            if read.__class__ is ast.Name:
-                target = model._called_function(read, scope)
-            elif read.__class__ is ast.Attribute and read.value.__class__ is ast.Name:
-                target = model._called_function(read, scope)
-                if target is None and not isinstance(read.ctx, ast.Load):
+            elif read.__class__ is Name:
+                if read.id in params:
+                    key = owner_of.get(id(scope), 0)
+                    if key == 0:
+                        current: Optional[Scope] = scope
+                        while current is not None and quals(current.node) is None:
+                            current = current.parent
+                        key = owner_of[id(scope)] = id(current.node) if current is not None else None
+                    if key is not None:
+                        by_function.setdefault(key, []).append((read, scope))
+                if read.id not in defined and read.id not in imported:
                     continue
-                if target is None:
-                    qual = model.qualname(read)
-                    if qual is not None and self._project_name(qual):
-                        summary.escaped.add(qual)
-                    continue
-            else:
-                continue
-            if target is not None:
-                qual = model.local_qualname(target)
-                if qual is not None:
-                    summary.escaped.add(qual)
-            elif read.__class__ is ast.Name:
-                qual = model.qualname(read)
-                if qual is not None and self._project_name(qual):
-                    summary.escaped.add(qual)
+            self._read_as_value(read, scope, parents)
+        self._reads_by_function = by_function
         for node in model.scopes:
             decorators = getattr(node, "decorator_list", ())
             if any(isinstance(d, ast.Attribute) and d.attr == "add_listener" for d in decorators):
@@ -547,6 +519,37 @@ class _Summarizer:
                 )
                 if qual is not None and any(_decorator_name(d) not in known for d in decorators):
                     summary.escaped.add(qual)  # a registry decorator may call it from anywhere
+
+    def _read_as_value(self, read: ast.expr, scope: Scope, parents) -> None:
+        """A function of the module or a project name read, not called: its callers may
+        be anywhere (`escaped`)."""
+        model, summary = self.model, self.summary
+        parent = parents.get(id(read))
+        if isinstance(parent, ast.Call) and parent.func is read:
+            return
+        if isinstance(parent, ast.Attribute) and parent.value is read:
+            return  # f.__name__, module.attr: not the function itself
+        if read.__class__ is ast.Name:
+            target = model._called_function(read, scope)
+        elif read.__class__ is ast.Attribute and read.value.__class__ is ast.Name:
+            target = model._called_function(read, scope)
+            if target is None and not isinstance(read.ctx, ast.Load):
+                return
+            if target is None:
+                qual = model.qualname(read)
+                if qual is not None and self._project_name(qual):
+                    summary.escaped.add(qual)
+                return
+        else:
+            return
+        if target is not None:
+            qual = model.local_qualname(target)
+            if qual is not None:
+                summary.escaped.add(qual)
+        elif read.__class__ is ast.Name:
+            qual = model.qualname(read)
+            if qual is not None and self._project_name(qual):
+                summary.escaped.add(qual)
 
     # -- values
 
