@@ -146,7 +146,9 @@ def test_an_internal_error_is_one_reported_line(monkeypatch):
     def broken(*args, **kwargs):
         raise KeyError("boom")
 
-    monkeypatch.setattr(flake8_plugin, "lint_tree", broken)
+    import zklint.engine
+
+    monkeypatch.setattr(zklint.engine, "lint_tree", broken)
     checker = ZkLintChecker(ast.parse(APP), APP.splitlines(keepends=True), "app.py")
     (result,) = list(checker.run())
     line, col, message, kind = result

@@ -386,6 +386,11 @@ def project_files(root: str, recursive: bool, excluder: Excluder) -> Iterator[st
 _OPEN_PROJECTS: Dict[str, Project] = {}
 
 
+def project_names_kazoo(path: str, use_cache: bool = True) -> bool:
+    """Does any file of `path`'s project (read as `facts_for_file` reads it) name kazoo?"""
+    return bool(_open_project(os.path.abspath(path), use_cache).files)
+
+
 def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = True) -> Optional[ModuleFacts]:
     """The project facts for one file, from a project read once per process.
 
@@ -397,20 +402,11 @@ def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = Tr
     reach its files) until a text that names kazoo comes in.
     """
     key = os.path.abspath(path)
-    layout = _LAYOUT[0]
-    root = layout.marked_root(key)
-    recursive = True
-    if root is None:
-        cwd = os.path.abspath(".")
-        root, recursive = (cwd, True) if key.startswith(cwd + os.sep) else (os.path.dirname(key), False)
-    project = _OPEN_PROJECTS.get(root)
-    if project is None:
-        project = _OPEN_PROJECTS[root] = Project(root, layout, Cache(cache_dir_for(root), root) if use_cache else None)
-        _index(project, recursive, force=False)
+    project = _open_project(key, use_cache)
     if not project.files:
         if text is None or KAZOO_MARKER not in text:
             return None
-        _index(project, recursive, force=True)
+        _index(project, _RECURSIVE[project.root], force=True)
     if text is not None:
         project.add(key, text, unsaved=True)
     elif key not in project.files:
@@ -423,6 +419,25 @@ def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = Tr
     if entry is None or not entry.summarized:
         return None  # never names kazoo, and nothing of the project passes through it
     return _project_facts(project, key)
+
+
+def _open_project(key: str, use_cache: bool) -> Project:
+    """The project of the file at absolute path `key`, read once per process."""
+    layout = _LAYOUT[0]
+    root = layout.marked_root(key)
+    recursive = True
+    if root is None:
+        cwd = os.path.abspath(".")
+        root, recursive = (cwd, True) if key.startswith(cwd + os.sep) else (os.path.dirname(key), False)
+    project = _OPEN_PROJECTS.get(root)
+    if project is None:
+        project = _OPEN_PROJECTS[root] = Project(root, layout, Cache(cache_dir_for(root), root) if use_cache else None)
+        _RECURSIVE[root] = recursive
+        _index(project, recursive, force=False)
+    return project
+
+
+_RECURSIVE: Dict[str, bool] = {}  # project root -> walked recursively (see Projects.project_of)
 
 
 def _index(project: Project, recursive: bool, force: bool) -> None:
@@ -491,6 +506,7 @@ def refresh_file(path: str) -> None:
 def forget_projects() -> None:
     """Drop the projects read so far (a long-lived process whose files changed on disk)."""
     _OPEN_PROJECTS.clear()
+    _RECURSIVE.clear()
 
 
 _LAYOUT = [Layout()]

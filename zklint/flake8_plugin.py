@@ -12,8 +12,6 @@ import ast
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from zklint import __version__
-from zklint.engine import RuleSelection, lint_tree
-from zklint.source import SourceFile
 
 INTERNAL_ERROR_CODE = "ZK000"
 _TRUE = ("1", "true", "yes", "on")
@@ -100,11 +98,18 @@ class ZkLintChecker:
         facts = None
         if self.filename and self.filename not in ("-", "stdin") and self.lines is not None:
             # the same project facts as `zklint check` (the project is read once per process)
-            from zklint.checking import facts_for_file
+            from zklint.checking import facts_for_file, project_names_kazoo
 
+            if not names_kazoo and not project_names_kazoo(self.filename):
+                return []  # no file of the project names kazoo: no client can reach this one
             facts = facts_for_file(self.filename, "".join(self.lines).encode("utf-8"))
         if not names_kazoo and facts is None:
             return []  # as the CLI: no client can reach a file that neither names kazoo nor wraps it
+        # The engine is imported once a file may hold findings: flake8 runs over code
+        # without kazoo pay for nothing of it.
+        from zklint.engine import RuleSelection, lint_tree
+        from zklint.source import SourceFile
+
         source = SourceFile("".join(self.lines), self.filename) if self.lines is not None else None
         options = dict(self.rule_options) if self.rule_options else None
         return lint_tree(self.tree, RuleSelection().rules(), source, options, facts)
