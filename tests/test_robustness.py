@@ -650,7 +650,7 @@ def test_readers_never_see_a_torn_file(tmp_path):
 # ---- the flake8 plugin ------------------------------------------------------------------------------
 
 def test_flake8_plugin_never_raises(monkeypatch):
-    from zklint import flake8_plugin
+    from zklint import engine, flake8_plugin
 
     lines = BAD.splitlines(keepends=True)
     tree = ast.parse(BAD)
@@ -658,14 +658,14 @@ def test_flake8_plugin_never_raises(monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("rule bug")
 
-    monkeypatch.setattr(flake8_plugin, "lint_tree", boom)
+    monkeypatch.setattr(engine, "lint_tree", boom)
     results = list(flake8_plugin.ZkLintChecker(tree, lines, "x.py").run())
     assert len(results) == 1 and results[0][2].startswith("ZK000")
 
     def recursion(*args, **kwargs):
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(flake8_plugin, "lint_tree", recursion)
+    monkeypatch.setattr(engine, "lint_tree", recursion)
     results = list(flake8_plugin.ZkLintChecker(tree, lines, "x.py").run())
     assert len(results) == 1 and results[0][2].startswith("ZK000")
 
