@@ -186,3 +186,30 @@ def test_self_attribute_clients_come_from_the_stores() -> None:
     # `self.c: KazooClient` in a method declares without assigning: nothing is ever
     # stored in `c`, so the model cannot prove it holds a client.
     assert not is_client("c")
+
+
+@pytest.mark.parametrize(
+    "line, kind, attr, store, with_call",
+    [
+        ("zk.get('/a')", "attribute", "get", False, True),
+        ("zk.stop", "attribute", "stop", False, False),
+        ("zk.retry = None", "attribute", "retry", True, False),
+        ("show(zk, '/a')", "argument", None, False, True),
+        ("show(client=zk)", "argument", None, False, True),
+        ("if zk: pass", "test", None, False, False),
+        ("ok = zk is None", "test", None, False, False),
+        ("ok = not zk", "test", None, False, False),
+        ("text = f'{zk}'", "test", None, False, False),
+        ("clients.append(zk)", "argument", None, False, True),
+        ("keep = [zk]", "other", None, False, False),
+        ("return_value = zk", "other", None, False, False),
+    ],
+)
+def test_read_place_tells_where_a_read_stands(line, kind, attr, store, with_call):
+    """`call` is the call of ``zk.<attr>(...)``, or the call the client is passed to."""
+    from zklint.model import read_place
+
+    model = ModuleModel(ast.parse(f"def f(zk, show, clients):\n    {line}\n"))
+    read = next(node for node, _ in model.reads if isinstance(node, ast.Name) and node.id == "zk")
+    place = read_place(read, model.parents())
+    assert (place.kind, place.attr, place.store, place.call is not None) == (kind, attr, store, with_call)

@@ -17,7 +17,7 @@ import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from zklint.facts import NO_FACTS, ModuleFacts
 
@@ -1624,6 +1624,45 @@ def _body_nodes(owner: ast.AST, parents: Dict[int, ast.AST], nested: List[ast.AS
             parents[id(child)] = node
         extend(children)
     return nodes
+
+
+class ReadPlace(NamedTuple):
+    """Where a read of a variable stands, as the client analyses tell uses from hand-offs:
+
+    - "attribute": ``x.attr`` (`attr`; `store` for ``x.attr = ...``/``del``; `call` the
+      call when it is ``x.attr(...)``),
+    - "argument": passed to `call` (positionally or by keyword),
+    - "test": looked at (a comparison, a boolean operand, ``not x``, an ``if``/``while``/
+      ``assert`` test or conditional, an f-string),
+    - "other": anything else (stored, returned, yielded, put in a container...).
+    """
+
+    kind: str
+    attr: Optional[str] = None
+    store: bool = False
+    call: Optional[ast.Call] = None
+
+
+def read_place(node: ast.expr, parents: Dict[int, ast.AST]) -> ReadPlace:
+    parent = parents.get(id(node))
+    grandparent = parents.get(id(parent)) if parent is not None else None
+    if parent.__class__ is ast.Attribute and parent.value is node:
+        called = grandparent.__class__ is ast.Call and grandparent.func is parent
+        stored = parent.ctx.__class__ is not ast.Load
+        return ReadPlace("attribute", parent.attr, stored, grandparent if called else None)
+    call = grandparent if parent.__class__ is ast.keyword else parent
+    if call.__class__ is ast.Call and call.func is not node:
+        return ReadPlace("argument", call=call)
+    if isinstance(parent, (ast.Compare, ast.BoolOp, ast.FormattedValue)):
+        return _TESTED
+    if isinstance(parent, (ast.If, ast.While, ast.IfExp, ast.Assert)) and parent.test is node:
+        return _TESTED
+    if parent.__class__ is ast.UnaryOp and parent.op.__class__ is ast.Not:
+        return _TESTED
+    return _OTHER
+
+
+_TESTED, _OTHER = ReadPlace("test"), ReadPlace("other")
 
 
 def own_nodes(func: ast.AST) -> Iterator[ast.AST]:

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from zklint.facts import ENDS, OWNS, USES
 from zklint.kazoo_api import BLOCKING_FUNCTIONS, BLOCKING_METHODS, SYNC_CLIENT_OPS, Api
-from zklint.model import ModuleModel, Scope, _escapes_before_return, _own_client_branch, own_node_list
+from zklint.model import ModuleModel, Scope, _escapes_before_return, _own_client_branch, own_node_list, read_place
 
 Ref = Optional[tuple]
 
@@ -415,18 +415,15 @@ class _Summarizer:
         return self._reads_by_function.get(id(node), ())
 
     def _classify(self, read: ast.Name, parents, scope: Scope) -> Tuple[str, Optional[Tuple[str, str]]]:
+        """What the function does with its parameter at this read: USES, OWNS, or passes it
+        on to (callee, slot) (the same places the client rules tell apart, `read_place`)."""
         model = self.model
-        parent = parents.get(id(read))
-        if isinstance(parent, ast.Attribute) and parent.value is read:
-            if not isinstance(parent.ctx, ast.Load) or parent.attr in LIFECYCLE_METHODS:
-                return OWNS, None
-            grand = parents.get(id(parent))
-            if isinstance(grand, ast.Call) and grand.func is parent:
-                return USES, None
-            # zk.stop handed on as a value (atexit.register(zk.stop)) is lifecycle too
-            return (USES, None) if parent.attr not in LIFECYCLE_METHODS else (OWNS, None)
-        call = parents.get(id(parent)) if isinstance(parent, ast.keyword) else parent
-        if isinstance(call, ast.Call) and call.func is not read:
+        place = read_place(read, parents)
+        if place.kind == "attribute":
+            # a store, or the lifecycle (zk.stop() called or handed on as a value): OWNS
+            return (OWNS, None) if place.store or place.attr in LIFECYCLE_METHODS else (USES, None)
+        if place.kind == "argument":
+            call = place.call
             if (model.qualname(call.func) or "").startswith("kazoo."):
                 return USES, None  # recipes use their client; they never stop it
             func = call.func
@@ -439,15 +436,7 @@ class _Summarizer:
             if slot is None:
                 return OWNS, None
             return USES, (callee, slot)
-        if isinstance(parent, (ast.Compare, ast.BoolOp)) or (
-            isinstance(parent, ast.UnaryOp) and isinstance(parent.op, ast.Not)
-        ):
-            return USES, None
-        if isinstance(parent, (ast.If, ast.While, ast.IfExp, ast.Assert)) and parent.test is read:
-            return USES, None
-        if isinstance(parent, ast.FormattedValue):
-            return USES, None
-        return OWNS, None
+        return (USES, None) if place.kind == "test" else (OWNS, None)
 
     # -- calls and reads across the module
 

@@ -20,7 +20,9 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 from zklint.cst_helpers import keyword_index, set_keyword
 from zklint.fixer import FixError, expression_edit, parse_expression, parse_statement, render, statements_edit
 from zklint.flow import Flow, before, own_descendants, position
-from zklint.model import KAZOO_CLIENT, ClientKey, ModuleModel, Scope, argument, keyword, own_nodes, walk
+from zklint.model import (
+    KAZOO_CLIENT, ClientKey, ModuleModel, ReadPlace, Scope, argument, keyword, own_nodes, read_place, walk,
+)
 from zklint.facts import ENDS, USES
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
@@ -68,21 +70,17 @@ class _Uses:
         by_key = self.by_key
         parents = model.parents()
         for node, scope, key in model.client_reads():
-            parent = parents.get(id(node))
-            grandparent = parents.get(id(parent)) if parent is not None else None
-            by_key.setdefault(key, []).append(self._classify(node, parent, grandparent, scope))
+            by_key.setdefault(key, []).append(self._classify(node, read_place(node, parents), scope))
         for uses in by_key.values():
             uses.sort(key=lambda u: position(u.node))
 
-    def _classify(self, node: ast.expr, parent: Optional[ast.AST], grandparent: Optional[ast.AST], scope: Scope) -> Use:
-        if parent.__class__ is ast.Attribute and parent.value is node:
-            if parent.ctx.__class__ is not ast.Load:
-                return Use(node, scope, "patch", parent.attr)  # zk.attr = ... / del zk.attr
-            # called: zk.<x>(...) (every call is the parent of its callee)
-            called = grandparent.__class__ is ast.Call and grandparent.func is parent
-            return Use(node, scope, "attr", parent.attr, grandparent if called else None)
-        call = grandparent if isinstance(parent, ast.keyword) else parent
-        if isinstance(call, ast.Call) and call.func is not node:
+    def _classify(self, node: ast.expr, place: ReadPlace, scope: Scope) -> Use:
+        if place.kind == "attribute":
+            if place.store:
+                return Use(node, scope, "patch", place.attr)  # zk.attr = ... / del zk.attr
+            return Use(node, scope, "attr", place.attr, place.call)  # called: zk.<x>(...)
+        if place.kind == "argument":
+            call = place.call
             # Handing the client to a kazoo recipe (DataWatch, Lock, Election...) keeps
             # it with its owner: recipes never stop or close their client.
             if (self.model.qualname(call.func) or "").startswith("kazoo.recipe."):
@@ -95,12 +93,8 @@ class _Uses:
                 return Use(node, scope, "test")
             if effect == ENDS:
                 return Use(node, scope, "attr", "stop", call, ends=True)
-        if isinstance(parent, (ast.Compare, ast.BoolOp, ast.If, ast.While, ast.IfExp, ast.Assert, ast.FormattedValue)):
-            if not isinstance(parent, (ast.If, ast.While, ast.IfExp, ast.Assert)) or parent.test is node:
-                return Use(node, scope, "test")
-        if isinstance(parent, ast.UnaryOp) and isinstance(parent.op, ast.Not):
-            return Use(node, scope, "test")
-        return Use(node, scope, "escape")
+            return Use(node, scope, "escape")
+        return Use(node, scope, "test" if place.kind == "test" else "escape")
 
 
 def _uses(model: ModuleModel) -> _Uses:
