@@ -284,7 +284,9 @@ def test_write_failure_leaves_the_original_and_no_temp_file(cli, tmp_path, monke
 def test_file_changed_while_being_checked(cli, tmp_path, monkeypatch):
     path = write(tmp_path / "bad.py", BAD)
     edited = BAD + "# edited by someone else meanwhile\n"
-    real = checking_module.check_bytes
+    import zklint.engine
+
+    real = zklint.engine.check_bytes
 
     def check_then_edit(*args, **kwargs):
         report = real(*args, **kwargs)
@@ -292,7 +294,7 @@ def test_file_changed_while_being_checked(cli, tmp_path, monkeypatch):
             path.write_text(edited)
         return report
 
-    monkeypatch.setattr(checking_module, "check_bytes", check_then_edit)
+    monkeypatch.setattr(zklint.engine, "check_bytes", check_then_edit)
     result = cli("check", "--fix", "--select", "ZK401", "bad.py")
     assert result.code == 2
     assert_one_error(result, "bad.py", "changed while being fixed")
@@ -302,7 +304,9 @@ def test_file_changed_while_being_checked(cli, tmp_path, monkeypatch):
 def test_file_removed_while_being_checked(cli, tmp_path, monkeypatch):
     path = write(tmp_path / "bad.py", BAD)
     write(tmp_path / "good.py", BAD)
-    real = checking_module.check_bytes
+    import zklint.engine
+
+    real = zklint.engine.check_bytes
 
     def check_then_remove(raw, name, *args, **kwargs):
         report = real(raw, name, *args, **kwargs)
@@ -310,7 +314,7 @@ def test_file_removed_while_being_checked(cli, tmp_path, monkeypatch):
             path.unlink()
         return report
 
-    monkeypatch.setattr(checking_module, "check_bytes", check_then_remove)
+    monkeypatch.setattr(zklint.engine, "check_bytes", check_then_remove)
     result = cli("check", "--fix", "--select", "ZK401", "bad.py", "good.py")
     assert result.code == 2
     assert_one_error(result, "bad.py", "disappeared")

@@ -22,15 +22,21 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from zklint.engine import FileReport, check_bytes, internal_error
 from zklint.facts import ModuleFacts
 from zklint.files import Excluder, discover
 from zklint.project import KAZOO_MARKER, Project, read_bytes, read_stamped
 from zklint.project.cache import Cache, Stamp, cache_dir_for
 from zklint.project.layout import Layout
 from zklint.rules import all_rules
+
+if TYPE_CHECKING:
+    from zklint.engine import FileReport
+
+# The engine (the model, the summaries, the rules' machinery) is imported where a file is
+# checked: the flake8 plugin asks `project_names_kazoo` of every file of a project without
+# kazoo and needs none of it.
 
 
 @dataclass
@@ -54,6 +60,8 @@ class Job:
 
 def run_job(job: Job) -> FileReport:
     """Read, check and (for --fix) atomically rewrite one file. Never raises."""
+    from zklint.engine import FileReport, internal_error
+
     try:
         return _run_job(job)
     except Exception as exc:  # a bug in a rule must not stop the other files
@@ -63,6 +71,7 @@ def run_job(job: Job) -> FileReport:
 
 
 def _run_job(job: Job) -> FileReport:
+    from zklint.engine import FileReport, check_bytes
     from zklint.fixer import write_fixed
 
     registry = all_rules()
@@ -98,6 +107,8 @@ def _run_job(job: Job) -> FileReport:
 
 
 def run_jobs(jobs: List[Job], processes: int) -> List[FileReport]:
+    from zklint.engine import FileReport, internal_error
+
     if processes <= 1 or len(jobs) < 2 * processes:
         return [_detached(run_job(job)) for job in jobs]
     import multiprocessing
@@ -245,6 +256,8 @@ def check_files(
     cache: CacheOptions,
 ) -> List[FileReport]:
     """Check `jobs` with the facts of their projects; one report per job, in job order."""
+    from zklint.engine import FileReport
+
     projects = Projects(excluder, cache)
     given: List[Tuple[str, bytes]] = []
     unread: Dict[str, FileReport] = {}
@@ -344,6 +357,8 @@ def _cacheable(job: Job) -> bool:
 
 
 def _cached(project: Project, file_digest: str, fingerprint: str, job: Job) -> Optional[FileReport]:
+    from zklint.engine import FileReport
+
     if project.cache is None or not _cacheable(job):
         return None
     found = project.cache.get_findings(Cache.findings_key(file_digest, fingerprint, job.settings_key()))

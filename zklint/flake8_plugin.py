@@ -94,7 +94,8 @@ class ZkLintChecker:
             yield finding.line, finding.col, f"{finding.code} {finding.message}", type(self)
 
     def _findings(self):
-        names_kazoo = self.lines is None or any("azoo" in line for line in self.lines)
+        text = "".join(self.lines) if self.lines is not None else None
+        names_kazoo = text is None or "azoo" in text  # one scan of the joined text: faster than per line
         facts = None
         if self.filename and self.filename not in ("-", "stdin") and self.lines is not None:
             # the same project facts as `zklint check` (the project is read once per process)
@@ -102,7 +103,7 @@ class ZkLintChecker:
 
             if not names_kazoo and not project_names_kazoo(self.filename):
                 return []  # no file of the project names kazoo: no client can reach this one
-            facts = facts_for_file(self.filename, "".join(self.lines).encode("utf-8"))
+            facts = facts_for_file(self.filename, text.encode("utf-8"))
         if not names_kazoo and facts is None:
             return []  # as the CLI: no client can reach a file that neither names kazoo nor wraps it
         # The engine is imported once a file may hold findings: flake8 runs over code
@@ -110,6 +111,6 @@ class ZkLintChecker:
         from zklint.engine import RuleSelection, lint_tree
         from zklint.source import SourceFile
 
-        source = SourceFile("".join(self.lines), self.filename) if self.lines is not None else None
+        source = SourceFile(text, self.filename) if text is not None else None
         options = dict(self.rule_options) if self.rule_options else None
         return lint_tree(self.tree, RuleSelection().rules(), source, options, facts)

@@ -20,15 +20,18 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, FrozenSet, List, Optional, Set, Tuple
 
 from zklint.facts import ModuleFacts
-from zklint.model import ModuleModel
 from zklint.project.cache import Cache, Stamp, digest
 from zklint.project.layout import Layout
-from zklint.project.solve import Solution
-from zklint.project.summary import ModuleSummary, summarize
-from zklint.source import SourceFile, parse_module
+
+if TYPE_CHECKING:
+    from zklint.project.solve import Solution
+    from zklint.project.summary import ModuleSummary
+
+# The model, the summariser and the solver are imported where a file is summarised or the
+# project settled: reading a project none of whose files names kazoo needs none of them.
 
 # Outside a project every rule needs a kazoo client, and a client needs the text "kazoo"
 # or "Kazoo" in the file (an import, an annotation): files without it get no AST at all.
@@ -262,6 +265,8 @@ class Project:
     # ---- facts --------------------------------------------------------------------------------
 
     def solution(self) -> Solution:
+        from zklint.project.solve import Solution
+
         if self._solution is None:
             self._outside = None  # the files outside the summaries, listed afresh for this solution
             self._solution = Solution(
@@ -297,6 +302,8 @@ class Project:
     def _home_solution(self, home: str, solution: Solution) -> Solution:
         """The project as seen from import root `home`: its own modules, and the others'
         whose names are not shared."""
+        from zklint.project.solve import Solution
+
         cache = self.__dict__.setdefault("_homes", {})
         found = cache.get(home)
         if found is None or found[0] is not solution:
@@ -349,6 +356,10 @@ def read_bytes(path: str) -> Optional[bytes]:
 
 def summarize_bytes(raw: bytes, entry: ModuleFile) -> Optional[ModuleSummary]:
     """The summary of one file's bytes; None when it cannot be read as Python."""
+    from zklint.model import ModuleModel
+    from zklint.project.summary import summarize
+    from zklint.source import SourceFile, parse_module
+
     try:
         text = SourceFile.from_bytes(raw, entry.path).text
         tree = parse_module(text, entry.path)

@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from zklint.facts import ModuleFacts
-from zklint.findings import Finding, Fix, Import, Safety, built_elsewhere
-from zklint.project.summary import ModuleSummary
+
+if TYPE_CHECKING:
+    from zklint.findings import Finding
+    from zklint.project.summary import ModuleSummary
 
 CACHE_DIR_NAME = ".zklint_cache"
 CACHE_ENV = "ZKLINT_CACHE_DIR"
@@ -122,6 +124,8 @@ class Cache:
 
     def summary(self, file_digest: str) -> Optional[Tuple[ModuleSummary, str]]:
         """The summary of a file's bytes and the digest of the summary itself."""
+        from zklint.project.summary import ModuleSummary
+
         data = self._new_summaries.get(file_digest)
         try:
             if data is None:
@@ -269,6 +273,8 @@ def _finding_out(finding: Finding) -> list:
 
 
 def _finding_in(item: list) -> Finding:
+    from zklint.findings import Finding, Fix, Import, Safety, built_elsewhere
+
     fix = None
     if item[6] is not None:
         title, safety, imports = item[6]
