@@ -592,7 +592,7 @@ class ModuleModel:
             found: List[Tuple[ast.expr, Scope, ClientKey]] = []
             append, chains, read_key = found.append, self._attribute_chains, self.read_key
             Name, Attribute, Load = ast.Name, ast.Attribute, ast.Load
-            possible = self._possible_client_names()
+            possible, possible_attrs = self._possible_client_names(), self._possible_client_attrs()
             for node, scope in self.reads:
                 if node.__class__ is Name:
                     if node.ctx.__class__ is not Load or node.id not in possible:
@@ -603,6 +603,8 @@ class ModuleModel:
                         chains.add((value.attr, node.attr))
                     if node.ctx.__class__ is not Load or value.__class__ is not Name or value.id not in possible:
                         continue  # client_key answers only for <name>.<attr>, <name> a method's self
+                    if node.attr not in possible_attrs:
+                        continue
                 key = read_key(node, scope)
                 if key is not None:
                     append((node, scope, key))
@@ -625,6 +627,28 @@ class ModuleModel:
                     ):
                         possible.add(name)
                         break
+        return possible
+
+    def _possible_client_attrs(self) -> set:
+        """Attributes `client_key` may answer for on ``self``: declared with an annotation
+        in a class body, or given an expression other than a constant there or in any
+        ``<name>.<attr> = ...``, or a client attribute the facts name."""
+        possible: set = set()
+        for stores in self.attribute_stores.values():
+            for target, value in stores:
+                if isinstance(value, ast.expr) and value.__class__ is not ast.Constant:
+                    possible.add(target.attr)
+        for scope in self.scopes.values():
+            if scope.kind == "class":
+                for name, values in scope.bindings.items():
+                    for value in values:
+                        if isinstance(value, _Annotation) or (
+                            isinstance(value, ast.expr) and value.__class__ is not ast.Constant
+                        ):
+                            possible.add(name)
+                            break
+        for attrs in self.facts.client_attrs.values():
+            possible.update(attrs)
         return possible
 
     @property
