@@ -315,3 +315,22 @@ def test_a_project_with_an_http_package_at_its_root(tmp_path):
     result = run([sys.executable, "-m", "zklint", "check", "--no-cache", "."], tmp_path, env=clean_env())
     assert result.code == 1, result.err
     assert "ZK401" in result.out
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    """`zklint check | head -1`: the command leaves quietly when its reader goes away,
+    and a reader that takes everything gets everything (the output is flushed before the
+    process leaves without tearing the interpreter down)."""
+    for index in range(40):
+        (tmp_path / f"bad_{index}.py").write_text(
+            "from kazoo.client import KazooClient\n\nzk = KazooClient(hosts='h', timeout=1.0)\n"
+        )
+    command = [sys.executable, "-m", "zklint", "check", "--no-cache", "--output-format", "concise", "."]
+    whole = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert whole.returncode == 1
+    assert whole.stdout.count(": ZK402 ") == 40 and whole.stdout.rstrip().endswith("Found 40 errors (0 fixable with --fix).")
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.readline()
+    process.stdout.close()  # the reader stops after one line
+    _, err = process.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()

@@ -1,5 +1,3 @@
-import sys
+from zklint.cli import run
 
-from zklint.cli import main
-
-sys.exit(main())
+run()

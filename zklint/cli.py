@@ -366,6 +366,27 @@ def server_command() -> int:
     return serve()
 
 
+def run() -> None:
+    """The ``zklint`` command (and ``python -m zklint``): `main`, then leave at once.
+
+    What was written is flushed, and the process exits without tearing the interpreter
+    down: freeing one by one every object a large run holds (the project's summaries,
+    the reports) took about 0.1 s of a 2.7 s run, and the system frees the memory at
+    once anyway. `main` itself returns normally (tests and embedders call it).
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:  # the reader went away (`zklint check | head`): nothing to say
+            pass
+        except ValueError:  # closed already (the language server's client closes stdout)
+            pass
+        except OSError:
+            code = code or EXIT_ERROR
+    os._exit(code)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_normalise_argv(sys.argv[1:] if argv is None else argv))
