@@ -328,7 +328,8 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
     command = [sys.executable, "-m", "zklint", "check", "--no-cache", "--output-format", "concise", "."]
     whole = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert whole.returncode == 1
-    assert whole.stdout.count(": ZK402 ") == 40 and whole.stdout.rstrip().endswith("Found 40 errors (0 fixable with --fix).")
+    assert whole.stdout.count(": ZK402 ") == 40
+    assert whole.stdout.rstrip().endswith("Found 40 errors (0 fixable with --fix).")
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.readline()
     process.stdout.close()  # the reader stops after one line
