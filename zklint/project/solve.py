@@ -55,6 +55,7 @@ class Solution:
         self.visible: Set[str] = set()
         self.has_listeners = any(s.has_listeners for s in self.summaries.values())
         self._collect()
+        self._tabulate()
         self._propagate()
         self._effects()
         self._waits()
@@ -132,13 +133,37 @@ class Solution:
     def _starts(self, ref: Ref) -> bool:
         return ref is not None and ref[0] == "call" and self.factories.get(self.canonical(ref[1]), False)
 
+    def _tabulate(self) -> None:
+        """One pass over the functions for what the fixed points below look at: functions
+        whose every return may be a client (an unknown value, None, never is), each
+        parameter passed on with the parameters it reaches (None: not one the project can
+        name), the project functions each calls, and what each says of itself."""
+        self._returning: List[Tuple[str, FunctionSummary]] = []
+        self._forwarded: List[Tuple[str, str, List[Tuple[str, Optional[Tuple[str, str]]]]]] = []
+        self._calling: List[Tuple[str, List[Tuple[str, str]]]] = []
+        self._own_effects: Dict[Tuple[str, str], str] = {}
+        self._own_blocking: Dict[str, Tuple[str, str]] = {}
+        self._own_synchronous: Dict[Tuple[str, str], str] = {}
+        canonical, parameter = self.canonical, self.parameter
+        for qual, function in self.functions.items():
+            if function.returns and None not in function.returns:
+                self._returning.append((qual, function))
+            for param, effect in function.effects.items():
+                self._own_effects[(qual, param)] = effect
+            for param, forwards in function.forwards.items():
+                targets = [(callee, parameter(canonical(callee), slot)) for callee, slot in forwards]
+                self._forwarded.append((qual, param, targets))
+            if function.callees:
+                self._calling.append((qual, [(callee, canonical(callee)) for callee in function.callees]))
+            if function.blocking:
+                self._own_blocking[qual] = (function.blocking[0], function.blocking[1])
+            for param, call in function.synchronous.items():
+                self._own_synchronous[(qual, param)] = call
+
     def _propagate(self) -> None:
         # What each round looks at, gathered once: only references that may turn out to
-        # be clients (an unknown value, None, never does) and inheritance, which is fixed.
-        returning = [
-            (qual, function) for qual, function in self.functions.items()
-            if function.returns and None not in function.returns
-        ]
+        # be clients and inheritance, which is fixed.
+        returning = self._returning
         stored: List[Tuple[str, str, List[Ref]]] = []  # class, attribute, the values stored
         properties: Dict[str, List[Tuple[str, FunctionSummary]]] = {}
         for cls, attributes in self.attributes.items():
@@ -256,26 +281,17 @@ class Solution:
     def _effects(self) -> None:
         """USES for a parameter the function (and every function it passes it on to) only
         calls operations on; OWNS otherwise. Least fixed point: a cycle of pure uses is USES."""
-        effects: Dict[Tuple[str, str], str] = {}
-        for qual, function in self.functions.items():
-            for param, effect in function.effects.items():
-                effects[(qual, param)] = effect
+        effects = dict(self._own_effects)
         # USES < OWNS: a parameter passed on takes the strongest effect of its callees (ENDS
         # only for the function that itself stops and closes it)
         rank = {USES: 0, ENDS: 1, OWNS: 2}
-        # each parameter passed on, with the parameters it is passed to (None: not one the
-        # project can name), resolved once
-        passed_on = [
-            (qual, param, [self.parameter(self.canonical(callee), slot) for callee, slot in forwards])
-            for qual, function in self.functions.items() for param, forwards in function.forwards.items()
-        ]
         for _ in range(MAX_ROUNDS):
             changed = False
-            for qual, param, targets in passed_on:
+            for qual, param, targets in self._forwarded:
                 current = effects.get((qual, param), USES)
                 if current == OWNS:
                     continue
-                for target in targets:
+                for _, target in targets:
                     found = (effects.get(target) if target is not None else None) or OWNS
                     if found == ENDS:
                         found = OWNS  # passed on to the helper that ends it, maybe not always
@@ -311,26 +327,11 @@ class Solution:
     def _waits(self) -> None:
         """Functions that block, themselves or through the project functions they call;
         parameters a synchronous client call is made on, here or in a callee."""
-        blocking: Dict[str, Tuple[str, str]] = {}
-        synchronous: Dict[Tuple[str, str], str] = {}
-        for qual, function in self.functions.items():
-            if function.blocking:
-                blocking[qual] = (function.blocking[0], function.blocking[1])
-            for param, call in function.synchronous.items():
-                synchronous[(qual, param)] = call
-        # resolved once: the project functions each function calls, and the parameters
-        # each of its parameters is passed to
-        calling = [
-            (qual, [(callee, self.canonical(callee)) for callee in function.callees])
-            for qual, function in self.functions.items() if function.callees
-        ]
-        passing = [
-            (qual, param, [(callee, self.parameter(self.canonical(callee), slot)) for callee, slot in forwards])
-            for qual, function in self.functions.items() for param, forwards in function.forwards.items()
-        ]
+        blocking = dict(self._own_blocking)
+        synchronous = dict(self._own_synchronous)
         for _ in range(MAX_ROUNDS):
             changed = False
-            for qual, callees in calling:
+            for qual, callees in self._calling:
                 if qual not in blocking:
                     for callee, target in callees:
                         found = blocking.get(target)
@@ -339,7 +340,7 @@ class Solution:
                             blocking[qual] = (f"{short}() (calls {found[0]})", found[1])
                             changed = True
                             break
-            for qual, param, targets in passing:
+            for qual, param, targets in self._forwarded:
                 if (qual, param) in synchronous:
                     continue
                 for callee, target in targets:
