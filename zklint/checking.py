@@ -300,7 +300,7 @@ def check_files(
     # Round 2: the project's facts.
     reports: Dict[str, FileReport] = {}
     second: List[Job] = []
-    pending: List[Tuple[Job, Project, str]] = []
+    pending: List[Tuple[Job, Project, Optional[str]]] = []
     # root -> the facts' key, the fingerprints cached for it, the views settled in this run
     known: Dict[str, Tuple[str, Optional[Dict[str, str]], Dict[str, ModuleFacts]]] = {}
     for root, project in projects.by_root.items():
@@ -321,11 +321,15 @@ def check_files(
         fingerprint = remembered[1].get(entry.path) if remembered and remembered[1] else None
         if fingerprint is None:  # settle the project's facts (once, on the first file that needs them)
             facts = project.facts_for(job.path)
-            fingerprint = facts.fingerprint()
+            if project.cache is not None:  # the cache's key (without a cache, facts compare as they are)
+                fingerprint = facts.fingerprint()
             if remembered:
                 remembered[2][entry.path] = facts
         early = first_reports.get(key)
-        if early is not None and (early.errors or early.facts_fingerprint == fingerprint):
+        if early is not None and (
+            early.errors
+            or (early.facts_fingerprint == fingerprint if fingerprint is not None else early.own_facts == facts)
+        ):
             reports[job.path] = early
             _remember(project, entry.digest, fingerprint, job, early)
             continue
@@ -356,7 +360,7 @@ def _cacheable(job: Job) -> bool:
     return not (job.fix or job.diff or job.edits)
 
 
-def _cached(project: Project, file_digest: str, fingerprint: str, job: Job) -> Optional[FileReport]:
+def _cached(project: Project, file_digest: str, fingerprint: Optional[str], job: Job) -> Optional[FileReport]:
     from zklint.engine import FileReport
 
     if project.cache is None or not _cacheable(job):
@@ -369,8 +373,8 @@ def _cached(project: Project, file_digest: str, fingerprint: str, job: Job) -> O
     return report
 
 
-def _remember(project: Project, file_digest: str, fingerprint: str, job: Job, report: FileReport) -> None:
-    if project.cache is None or not _cacheable(job) or report.errors:
+def _remember(project: Project, file_digest: str, fingerprint: Optional[str], job: Job, report: FileReport) -> None:
+    if project.cache is None or fingerprint is None or not _cacheable(job) or report.errors:
         return
     project.cache.put_findings(
         Cache.findings_key(file_digest, fingerprint, job.settings_key()), report.findings, report.lines

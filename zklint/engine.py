@@ -152,6 +152,7 @@ class FileReport:
     summary_packed: Optional[bytes] = None  # the summary as it crosses to the main process
     summary_digest: Optional[str] = None
     facts_fingerprint: Optional[str] = None
+    own_facts: Optional[ModuleFacts] = None  # the facts it was linted with when they were its own
 
     def detach(self) -> None:
         """Drop what ties the report to its file's tree: a fix's `build` is a closure over
@@ -235,7 +236,7 @@ def check_bytes(
                 report.summary_packed = summary.pack()
                 report.summary_digest = summary.digest(report.summary_packed)
             if facts is None:
-                facts = solve_alone(summary)
+                facts = report.own_facts = solve_alone(summary)
                 report.facts_fingerprint = facts.fingerprint()
             model.use_facts(facts)
         else:
