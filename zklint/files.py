@@ -8,7 +8,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 # Directories no one wants linted; like ruff's defaults. Matched by name at any depth.
 DEFAULT_EXCLUDES = (
@@ -125,6 +125,7 @@ class Excluder:
     def __init__(self, root: str, excludes: Sequence[str], respect_gitignore: bool = True) -> None:
         self.configured = PatternSet(root, excludes)
         self.respect_gitignore = respect_gitignore
+        self._excluded_directories: Dict[str, bool] = {}  # see excluded_with_parents
 
     def excluded(self, path: str, is_dir: bool, gitignores: Sequence[PatternSet] = ()) -> bool:
         return _excluded(self.configured, gitignores, path, is_dir)
@@ -133,7 +134,12 @@ class Excluder:
         """For a file named explicitly: excluded itself or inside an excluded directory."""
         if self.excluded(path, is_dir=False):
             return True
-        return any(self.configured.match(parent, True) for parent in _parents(path))
+        directory = os.path.dirname(os.path.abspath(path))
+        verdict = self._excluded_directories.get(directory)
+        if verdict is None:  # the same for every file of the directory: asked once
+            verdict = any(self.configured.match(parent, True) for parent in _parents(path))
+            self._excluded_directories[directory] = verdict
+        return verdict
 
 
 def _excluded(configured, gitignores, subject: str, is_dir: bool) -> bool:
