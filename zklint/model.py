@@ -17,7 +17,7 @@ import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, TypeVar, Union
 
 from zklint.facts import NO_FACTS, ModuleFacts
 
@@ -67,6 +67,7 @@ _CLIENT_REEXPORTS = {
 
 FunctionNode = Union[ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda]
 _FUNCTION_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+_T = TypeVar("_T")
 _DEF_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
 _DEFS_AND_CLASSES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
@@ -215,6 +216,15 @@ class ModuleModel:
         self._read_keys: Dict[tuple, Optional[ClientKey]] = {}  # see read_key
         self._attribute_chains: set = set()
         self._parents = self._index_bodies()
+
+    def shared(self, name: str, build: Callable[[], _T]) -> _T:
+        """A fact several rules share, built once per model by `build` and kept in the
+        attribute `name` (``_zk*``: dropped when the next model is built or the facts
+        change, see `_release_previous_model`)."""
+        found = self.__dict__.get(name)
+        if found is None:
+            found = self.__dict__[name] = build()
+        return found
 
     def use_facts(self, facts: ModuleFacts) -> None:
         """Answer from now on with `facts` (same module name): forget every answer given so far.

@@ -1557,10 +1557,7 @@ class _Callers:
 
     @classmethod
     def of(cls, model) -> "_Callers":
-        found = model.__dict__.get("_zk3_callers")
-        if found is None:
-            found = model.__dict__["_zk3_callers"] = cls(model)
-        return found
+        return model.shared("_zk3_callers", lambda: cls(model))
 
     def calls_of(self, function: ast.AST) -> List[CallSite]:
         """Every call that resolves to `function`, in `model.calls` order."""

@@ -129,10 +129,7 @@ class RetryCalls:
 
     @classmethod
     def of(cls, model: ModuleModel) -> "RetryCalls":
-        found = model.__dict__.get("_zk_retry_calls")
-        if found is None:
-            found = model.__dict__["_zk_retry_calls"] = cls(model)
-        return found
+        return model.shared("_zk_retry_calls", lambda: cls(model))
 
 
 def retried_functions(model: ModuleModel) -> Dict[int, str]:
@@ -142,10 +139,7 @@ def retried_functions(model: ModuleModel) -> Dict[int, str]:
 
     Computed once per model (ZK104 and ZK502 both ask): read only.
     """
-    found = model.__dict__.get("_zk_retried_functions")
-    if found is None:
-        found = model.__dict__["_zk_retried_functions"] = _find_retried_functions(model)
-    return found
+    return model.shared("_zk_retried_functions", lambda: _find_retried_functions(model))
 
 
 def _find_retried_functions(model: ModuleModel) -> Dict[int, str]:
@@ -236,11 +230,7 @@ class _Ephemeral:
 
     @classmethod
     def of(cls, model: ModuleModel) -> "_Ephemeral":
-        cached = getattr(model, "_zk1_facts", None)
-        if cached is None:
-            cached = cls(model)
-            model._zk1_facts = cached  # type: ignore[attr-defined]
-        return cached
+        return model.shared("_zk1_facts", lambda: cls(model))
 
     # ---- creates -----------------------------------------------------------------------
 

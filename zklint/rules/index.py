@@ -39,10 +39,7 @@ class CallIndex:
 
     @classmethod
     def of(cls, model: ModuleModel) -> "CallIndex":
-        index = model.__dict__.get("_zk_call_index")
-        if index is None:
-            index = model.__dict__["_zk_call_index"] = cls(model)
-        return index
+        return model.shared("_zk_call_index", lambda: cls(model))
 
     def calls(self, names: Iterable[str] = (), qualified: Iterable[str] = (), others: bool = False) -> List[CallSite]:
         """The calls, in `model.calls` order, of a name or attribute in `names`, or of a

@@ -98,11 +98,7 @@ class _Uses:
 
 
 def _uses(model: ModuleModel) -> _Uses:
-    cached = getattr(model, "_zk2_uses", None)
-    if cached is None:
-        cached = _Uses(model)
-        model._zk2_uses = cached  # type: ignore[attr-defined]
-    return cached
+    return model.shared("_zk2_uses", lambda: _Uses(model))
 
 
 def _factory_assignments(model: ModuleModel) -> List[Tuple[ast.Assign, Scope]]:
@@ -112,24 +108,18 @@ def _factory_assignments(model: ModuleModel) -> List[Tuple[ast.Assign, Scope]]:
     Found once per model: ZK201 (a started client never read) and ZK205 (a start by a
     factory before a fork) both ask.
     """
-    found = model.__dict__.get("_zk2_factory_assignments")
-    if found is None:
-        found = model.__dict__["_zk2_factory_assignments"] = [
-            (assign, scope) for assign, scope in model.assignments
-            if assign.value.__class__ is ast.Call and len(assign.targets) == 1
-            and model.project_factory(assign.value, scope)
-        ] if model.facts.factories else []  # no factory known: no call is one
-    return found
+    return model.shared("_zk2_factory_assignments", lambda: [
+        (assign, scope) for assign, scope in model.assignments
+        if assign.value.__class__ is ast.Call and len(assign.targets) == 1
+        and model.project_factory(assign.value, scope)
+    ] if model.facts.factories else [])  # no factory known: no call is one
 
 
 def _declared_names(model: ModuleModel) -> frozenset:
     """Every name some scope of the module declares ``global`` or ``nonlocal``; kept on the model."""
-    found = model.__dict__.get("_zk2_declared_names")
-    if found is None:
-        found = model.__dict__["_zk2_declared_names"] = frozenset(
-            name for scope in model.scopes.values() for name in scope.global_names | scope.nonlocal_names
-        )
-    return found
+    return model.shared("_zk2_declared_names", lambda: frozenset(
+        name for scope in model.scopes.values() for name in scope.global_names | scope.nonlocal_names
+    ))
 
 
 def _flow(model: ModuleModel, scope: Scope) -> Optional[Flow]:

@@ -50,16 +50,15 @@ def client_constructions(model: ModuleModel) -> List[CallSite]:
 
     Found once per model: ZK401, ZK402 and ZK403 each look at the constructions only.
     """
-    found = model.__dict__.get("_zk4_client_constructions")
-    if found is None:
-        # `is_client_class` accepts a callee whose qualified name is a client class's, or
-        # the bare name of a client class of the module: only those calls are asked about.
-        classes = model.client_classes | model.facts.client_classes
-        candidates = CallIndex.of(model).calls(names=model.client_classes, qualified=classes)
-        found = model.__dict__["_zk4_client_constructions"] = [
-            site for site in candidates if model.is_client_construction(site.node)
-        ]
-    return found
+    return model.shared("_zk4_client_constructions", lambda: _find_client_constructions(model))
+
+
+def _find_client_constructions(model: ModuleModel) -> List[CallSite]:
+    # `is_client_class` accepts a callee whose qualified name is a client class's, or the
+    # bare name of a client class of the module: only those calls are asked about.
+    classes = model.client_classes | model.facts.client_classes
+    candidates = CallIndex.of(model).calls(names=model.client_classes, qualified=classes)
+    return [site for site in candidates if model.is_client_construction(site.node)]
 
 
 @register
