@@ -64,3 +64,17 @@ def test_wrong_type_is_a_one_line_error_naming_the_key(project, capsys, value):
     assert len(lines) == 1, captured.err
     assert "session-timeout-max" in lines[0] and "float" in lines[0]
     assert "ZK402" not in captured.out
+
+
+def test_the_options_table_is_what_the_rules_declare():
+    """flake8 and the configuration read `RULE_OPTIONS` without importing the rules: it
+    must be exactly the union of the registered rules' `options`."""
+    from zklint.rules import all_rules
+    from zklint.rules.options import RULE_OPTIONS
+
+    declared = {}
+    for rule in all_rules().values():
+        for key, spec in rule.options.items():
+            assert key not in declared, f"{key} declared twice"
+            declared[key] = spec
+    assert declared == RULE_OPTIONS

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 from zklint.rules import all_rules
+from zklint.rules.options import RULE_OPTIONS
 
 
 class ConfigError(Exception):
@@ -16,11 +17,8 @@ class ConfigError(Exception):
 
 
 def rule_options() -> Dict[str, tuple]:
-    """Every rule's settings: key -> (type, default, help)."""
-    found: Dict[str, tuple] = {}
-    for rule in all_rules().values():
-        found.update(rule.options)
-    return found
+    """Every rule's settings: key -> (type, default, help) (see zklint.rules.options)."""
+    return dict(RULE_OPTIONS)
 
 
 @dataclass
@@ -143,7 +141,6 @@ def _default_options() -> Dict[str, object]:
 
 def settings_from_table(table: dict, path: str) -> Settings:
     settings = Settings(root=os.path.dirname(os.path.abspath(path)), config_path=path, options=_default_options())
-    codes = all_rules()
     for key, value in table.items():
         where = f"{path}: [tool.zklint] {key}"
         if key in _LIST_KEYS:
@@ -171,10 +168,16 @@ def settings_from_table(table: dict, path: str) -> Settings:
             settings.options[key] = value
         else:
             raise ConfigError(f"{where}: unknown key")
-    for key in ("select", "ignore", "extend_select"):
-        for selector in getattr(settings, key):
-            if selector != "ALL" and not any(code.startswith(selector) for code in codes):
-                raise ConfigError(f"{path}: [tool.zklint] {key.replace('_', '-')}: unknown rule selector {selector!r}")
+    # The codes the table names are checked against the rules (which imports every rule
+    # module: a table naming none, like one that only excludes, does without).
+    named = [
+        (attr, selector) for key, attr in _LIST_KEYS.items()
+        if key in table and attr in ("select", "ignore", "extend_select") for selector in getattr(settings, attr)
+    ]
+    codes = all_rules() if named or settings.per_file_ignores else {}
+    for attr, selector in named:
+        if selector != "ALL" and not any(code.startswith(selector) for code in codes):
+            raise ConfigError(f"{path}: [tool.zklint] {attr.replace('_', '-')}: unknown rule selector {selector!r}")
     for pattern, pattern_codes in settings.per_file_ignores.items():
         for selector in pattern_codes:
             if not any(code.startswith(selector) for code in codes):

@@ -11,6 +11,7 @@ from zklint import cst_helpers
 from zklint.fixer import FixError, expression_edit, insert_lines_edit, parse_expression
 from zklint.model import KAZOO_CLIENT, KAZOO_RETRY, CallSite, ModuleModel, Scope, argument, keyword
 from zklint.findings import Edit, Finding, Safety
+from zklint.rules.options import options_of
 from zklint.rules.base import Rule, register
 from zklint.rules.index import CallIndex, calls_to
 
@@ -414,10 +415,7 @@ class SessionTimeoutOutOfRange(Rule):
         "bounds are project settings (session-timeout-min, session-timeout-max), not the "
         "server's negotiated limits, which the linter cannot see."
     )
-    options = {
-        "session-timeout-min": (float, 4.0, "ZK402: smallest KazooClient timeout= (seconds) accepted"),
-        "session-timeout-max": (float, 60.0, "ZK402: largest KazooClient timeout= (seconds) accepted"),
-    }
+    options = options_of("session-timeout-min", "session-timeout-max")
 
     def check(self) -> Iterator[Finding]:
         model = self.model
