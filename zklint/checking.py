@@ -326,10 +326,7 @@ def check_files(
             if remembered:
                 remembered[2][entry.path] = facts
         early = first_reports.get(key)
-        if early is not None and (
-            early.errors
-            or (early.facts_fingerprint == fingerprint if fingerprint is not None else early.own_facts == facts)
-        ):
+        if early is not None and (early.errors or _linted_with(early, facts, fingerprint)):
             reports[job.path] = early
             _remember(project, entry.digest, fingerprint, job, early)
             continue
@@ -354,6 +351,16 @@ def check_files(
     projects.save()
     reports.update(unread)
     return [reports[job.path] for job in jobs]
+
+
+def _linted_with(early: FileReport, facts: Optional[ModuleFacts], fingerprint: Optional[str]) -> bool:
+    """Were the facts a first lint used (the module's own) these: the project's `facts`
+    when settled in this run, else the view of `fingerprint` an earlier run settled?"""
+    if early.own_facts is None:
+        return False
+    if facts is not None:
+        return early.own_facts == facts
+    return early.own_facts.fingerprint() == fingerprint
 
 
 def _cacheable(job: Job) -> bool:

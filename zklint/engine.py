@@ -147,12 +147,11 @@ class FileReport:
     lines: Dict[int, str] = field(default_factory=dict)
     fix_edits: Dict[tuple, list] = field(default_factory=dict)
     # For the project layer (`check_bytes(summarize_as=...)`): the module's summary, and
-    # the fingerprint of the facts it was linted with when they were its own.
+    # the facts it was linted with when they were its own.
     summary: Optional[ModuleSummary] = None
     summary_packed: Optional[bytes] = None  # the summary as it crosses to the main process
     summary_digest: Optional[str] = None
-    facts_fingerprint: Optional[str] = None
-    own_facts: Optional[ModuleFacts] = None  # the facts it was linted with when they were its own
+    own_facts: Optional[ModuleFacts] = None
 
     def detach(self) -> None:
         """Drop what ties the report to its file's tree: a fix's `build` is a closure over
@@ -213,7 +212,7 @@ def check_bytes(
     `facts`: what the project knows about the names this module uses. `summarize_as`
     (the module's name in its project): also set ``report.summary`` for the project
     layer; without `facts`, the module is then linted with what it says about itself,
-    and ``report.facts_fingerprint`` says which facts those were.
+    and ``report.own_facts`` says which facts those were.
 
     Never raises: a file that cannot be decoded or parsed, is too deeply nested, or
     trips a bug in a rule gets one line in ``report.errors`` and the caller goes on
@@ -237,7 +236,6 @@ def check_bytes(
                 report.summary_digest = summary.digest(report.summary_packed)
             if facts is None:
                 facts = report.own_facts = solve_alone(summary)
-                report.facts_fingerprint = facts.fingerprint()
             model.use_facts(facts)
         else:
             model = ModuleModel(tree, facts)
