@@ -409,12 +409,14 @@ def project_files(root: str, recursive: bool, excluder: Excluder) -> Iterator[st
 
 # ---- one file at a time: the flake8 plugin and the language server ----------------------------
 
-_OPEN_PROJECTS: Dict[str, Project] = {}
+# project root -> the project, and whether its files are walked recursively (see
+# Projects.project_of)
+_OPEN_PROJECTS: Dict[str, Tuple[Project, bool]] = {}
 
 
 def project_names_kazoo(path: str, use_cache: bool = True) -> bool:
     """Does any file of `path`'s project (read as `facts_for_file` reads it) name kazoo?"""
-    return bool(_open_project(os.path.abspath(path), use_cache).files)
+    return bool(_open_project(os.path.abspath(path), use_cache)[0].files)
 
 
 def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = True) -> Optional[ModuleFacts]:
@@ -428,11 +430,11 @@ def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = Tr
     reach its files) until a text that names kazoo comes in.
     """
     key = os.path.abspath(path)
-    project = _open_project(key, use_cache)
+    project, recursive = _open_project(key, use_cache)
     if not project.files:
         if text is None or KAZOO_MARKER not in text:
             return None
-        _index(project, _RECURSIVE[project.root], force=True)
+        _index(project, recursive, force=True)
     if text is not None:
         project.add(key, text, unsaved=True)
     elif key not in project.files:
@@ -447,23 +449,21 @@ def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = Tr
     return _project_facts(project, key)
 
 
-def _open_project(key: str, use_cache: bool) -> Project:
-    """The project of the file at absolute path `key`, read once per process."""
+def _open_project(key: str, use_cache: bool) -> Tuple[Project, bool]:
+    """The project of the file at absolute path `key`, read once per process, and whether
+    its files are walked recursively."""
     layout = _LAYOUT[0]
     root = layout.marked_root(key)
     recursive = True
     if root is None:
         cwd = os.path.abspath(".")
         root, recursive = (cwd, True) if key.startswith(cwd + os.sep) else (os.path.dirname(key), False)
-    project = _OPEN_PROJECTS.get(root)
-    if project is None:
-        project = _OPEN_PROJECTS[root] = Project(root, layout, Cache(cache_dir_for(root), root) if use_cache else None)
-        _RECURSIVE[root] = recursive
+    found = _OPEN_PROJECTS.get(root)
+    if found is None:
+        project = Project(root, layout, Cache(cache_dir_for(root), root) if use_cache else None)
+        found = _OPEN_PROJECTS[root] = (project, recursive)
         _index(project, recursive, force=False)
-    return project
-
-
-_RECURSIVE: Dict[str, bool] = {}  # project root -> walked recursively (see Projects.project_of)
+    return found
 
 
 def _index(project: Project, recursive: bool, force: bool) -> None:
@@ -484,8 +484,6 @@ def _index(project: Project, recursive: bool, force: bool) -> None:
         raw, stamp = read_stamped(file_path, stamps, fresh)
         if stamp is not None:
             files.append((file_path, raw, stamp))
-            if raw is None:
-                fresh[file_path] = stamp
     if force or any(stamp.names_kazoo for _, _, stamp in files):
         for file_path, raw, stamp in files:
             project.add(file_path, raw, known=stamp)
@@ -524,7 +522,7 @@ def refresh_file(path: str) -> None:
     """Take a file in again as it is on disk (an editor closed it, or it changed there)."""
     key = os.path.abspath(path)
     raw = read_bytes(key)
-    for project in _OPEN_PROJECTS.values():
+    for project, _ in _OPEN_PROJECTS.values():
         if key in project.files and raw is not None:
             project.add(key, raw)
 
@@ -532,7 +530,6 @@ def refresh_file(path: str) -> None:
 def forget_projects() -> None:
     """Drop the projects read so far (a long-lived process whose files changed on disk)."""
     _OPEN_PROJECTS.clear()
-    _RECURSIVE.clear()
 
 
 _LAYOUT = [Layout()]

@@ -324,14 +324,15 @@ def read_stamped(
     path: str, stamps: Dict[str, Stamp], fresh: Dict[str, Stamp]
 ) -> Tuple[Optional[bytes], Optional[Stamp]]:
     """(None, stamp) for a file its stamp in `stamps` says is unchanged; else (bytes, its
-    new stamp, also put in `fresh` unless it changed a moment ago); (None, None) when it
-    cannot be read."""
+    new stamp); (None, None) when it cannot be read. The stamp is put in `fresh` (the
+    stamps to keep) unless the file changed a moment ago."""
     try:
         status = os.stat(path)
     except OSError:
         return None, None
     known = stamps.get(path)
     if known is not None and known.size == status.st_size and known.mtime_ns == status.st_mtime_ns:
+        fresh[path] = known
         return None, known
     raw = read_bytes(path)
     if raw is None:
