@@ -201,7 +201,7 @@ class ModuleModel:
         self.classes: Dict[str, Optional[ast.ClassDef]] = {}  # module-level classes (None: ambiguous)
         self._qualnames: Dict[ast.AST, Optional[str]] = {}
         _release_previous_model(self)
-        _OWN_NODES.clear()  # the previous model's function bodies (see _own_nodes)
+        _OWN_NODES.clear()  # the previous model's function bodies (see own_nodes)
         _CHILDREN.clear()
         _Collector(self).collect(tree)
         self._client_names: Dict[Tuple[int, str], Optional[bool]] = {}
@@ -549,7 +549,7 @@ class ModuleModel:
         if self.is_client_annotation(func.returns):
             result = True
         elif scope is None or isinstance(func, ast.AsyncFunctionDef) or any(
-            isinstance(node, (ast.Yield, ast.YieldFrom)) for node in _own_nodes(func)
+            isinstance(node, (ast.Yield, ast.YieldFrom)) for node in own_nodes(func)
         ):
             result = False  # generators and coroutines hand back something else
         else:
@@ -602,7 +602,7 @@ class ModuleModel:
             found: List[Tuple[ast.expr, Scope, ClientKey]] = []
             append, chains, read_key = found.append, self._attribute_chains, self.read_key
             Name, Attribute, Load = ast.Name, ast.Attribute, ast.Load
-            possible, possible_attrs = self._possible_client_names(), self._possible_client_attrs()
+            possible, possible_attrs = self._possible_client_reads()
             for node, scope in self.reads:
                 if node.__class__ is Name:
                     if node.ctx.__class__ is not Load or node.id not in possible:
@@ -621,45 +621,30 @@ class ModuleModel:
             self._client_reads = found
         return self._client_reads
 
-    def _possible_client_names(self) -> set:
-        """Names some read of which `client_key` may answer for: a parameter somewhere (a
-        client passed in, or a method's ``self``), a name some scope binds to an expression
-        other than a constant, and with module clients in the facts an imported name.
-        Builtins, functions, classes, loop variables and constants are none of these."""
-        possible: set = set()
+    def _possible_client_reads(self) -> Tuple[set, set]:
+        """The names and the ``self`` attributes some read of which `client_key` may answer
+        for. A name: a parameter somewhere (a client passed in, or a method's ``self``),
+        bound somewhere to an expression other than a constant, or, with module clients in
+        the facts, imported. An attribute: declared with an annotation in a class body,
+        given an expression other than a constant there or in any ``<name>.<attr> = ...``,
+        or a client attribute the facts name. Builtins, functions, classes, loop variables,
+        constants and methods are none of these."""
+        names: set = set()
+        attrs: set = set()
         imported_clients = bool(self.facts.module_clients)
         for scope in self.scopes.values():
-            possible.update(scope.params)
+            names.update(scope.params)
             for name, values in scope.bindings.items():
                 for value in values:
-                    if (isinstance(value, ast.expr) and value.__class__ is not ast.Constant) or (
-                        imported_clients and value is _IMPORT
-                    ):
-                        possible.add(name)
-                        break
-        return possible
-
-    def _possible_client_attrs(self) -> set:
-        """Attributes `client_key` may answer for on ``self``: declared with an annotation
-        in a class body, or given an expression other than a constant there or in any
-        ``<name>.<attr> = ...``, or a client attribute the facts name."""
-        possible: set = set()
+                    if _may_be_client(value) or (imported_clients and value is _IMPORT):
+                        names.add(name)
+                    if scope.kind == "class" and (_may_be_client(value) or isinstance(value, _Annotation)):
+                        attrs.add(name)
         for stores in self.attribute_stores.values():
-            for target, value in stores:
-                if isinstance(value, ast.expr) and value.__class__ is not ast.Constant:
-                    possible.add(target.attr)
-        for scope in self.scopes.values():
-            if scope.kind == "class":
-                for name, values in scope.bindings.items():
-                    for value in values:
-                        if isinstance(value, _Annotation) or (
-                            isinstance(value, ast.expr) and value.__class__ is not ast.Constant
-                        ):
-                            possible.add(name)
-                            break
-        for attrs in self.facts.client_attrs.values():
-            possible.update(attrs)
-        return possible
+            attrs.update(target.attr for target, value in stores if _may_be_client(value))
+        for client_attrs in self.facts.client_attrs.values():
+            attrs.update(client_attrs)
+        return names, attrs
 
     @property
     def attribute_chains(self) -> set:
@@ -1112,7 +1097,7 @@ class _ListenerAnalysis:
         scope = self.model.scopes.get(func)
         params = func.args.posonlyargs + func.args.args
         skip = 1 if scope is not None and scope.self_name is not None else 0
-        own = list(_own_nodes(func))
+        own = own_node_list(func)
         acts = any(self._acts(node) for node in own)
         if len(params) <= skip:
             return ListenerReaction(opaque=func.args.vararg is not None, acts=acts)
@@ -1234,6 +1219,11 @@ class _ImportMarker:
 
 
 _IMPORT = _ImportMarker()
+
+
+def _may_be_client(value: Optional[ast.AST]) -> bool:
+    """Could this bound value be a client (an expression, not a constant)?"""
+    return isinstance(value, ast.expr) and value.__class__ is not ast.Constant
 
 
 class _Annotation:
@@ -1606,13 +1596,13 @@ def walk(node: ast.AST) -> Iterator[ast.AST]:
 _OWN_NODES: Dict[ast.AST, List[ast.AST]] = {}
 
 
-def _own_nodes(func: ast.AST) -> Iterator[ast.AST]:
+def own_nodes(func: ast.AST) -> Iterator[ast.AST]:
     """Nodes of a function body, not descending into nested functions, lambdas or classes."""
     return iter(own_node_list(func))
 
 
 def own_node_list(func: ast.AST) -> List[ast.AST]:
-    """The nodes `_own_nodes` yields, as the model's own list: read it, never change it."""
+    """The nodes `own_nodes` yields, as the model's own list: read it, never change it."""
     nodes = _OWN_NODES.get(func)
     if nodes is None:  # not a body of the model's index (a node built elsewhere)
         nodes = _OWN_NODES[func] = _body_nodes(func, {}, [])
@@ -1699,11 +1689,6 @@ def read_place(node: ast.expr, parents: Dict[int, ast.AST]) -> ReadPlace:
 _TESTED, _OTHER = ReadPlace("test"), ReadPlace("other")
 
 
-def own_nodes(func: ast.AST) -> Iterator[ast.AST]:
-    """Public form of `_own_nodes` for rules that scan one function's body."""
-    return _own_nodes(func)
-
-
 def _escapes_before_return(func: ast.AST, returns: List[ast.expr]) -> bool:
     """Does a factory also hand the client it returns to someone else?
 
@@ -1715,10 +1700,10 @@ def _escapes_before_return(func: ast.AST, returns: List[ast.expr]) -> bool:
     if not names:
         return False
     allowed = {id(r) for r in returns}
-    for node in _own_nodes(func):
+    for node in own_nodes(func):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             allowed.add(id(node.value))  # c.start(), c.add_listener(...): uses, not escapes
-    for node in _own_nodes(func):
+    for node in own_nodes(func):
         if (
             isinstance(node, ast.Name) and node.id in names and isinstance(node.ctx, ast.Load)
             and id(node) not in allowed
@@ -1779,7 +1764,7 @@ def _tests_name(test: ast.AST, name: str) -> bool:
 
 
 def _own_returns(func: ast.AST) -> Iterator[ast.Return]:
-    for node in _own_nodes(func):
+    for node in own_nodes(func):
         if isinstance(node, ast.Return):
             yield node
 

@@ -386,7 +386,7 @@ class _Summarizer:
                 effects[p] = OWNS  # rebound: what it holds later is not the caller's client
         forwards: Dict[str, List[Tuple[str, str]]] = {}
         ended: Dict[str, Set[str]] = {}  # parameter -> "stop"/"close" called on it unconditionally
-        for read, read_scope in self._reads_of(node):
+        for read, read_scope in self._reads_by_function.get(id(node), ()):  # see _scan_reads
             if read.__class__ is not ast.Name or read.id not in wanted or effects[read.id] == OWNS:
                 continue
             if read_scope is not scope:
@@ -409,10 +409,6 @@ class _Summarizer:
                 effects[param] = ENDS if methods == {"stop", "close"} else OWNS
         summary.effects = {p: e for p, e in effects.items()}
         summary.forwards = {p: f for p, f in forwards.items() if effects.get(p) != OWNS}
-
-    def _reads_of(self, node):
-        """Reads of parameter names in `node`'s own scope and every scope nested in it."""
-        return self._reads_by_function.get(id(node), ())
 
     def _classify(self, read: ast.Name, parents, scope: Scope) -> Tuple[str, Optional[Tuple[str, str]]]:
         """What the function does with its parameter at this read: USES, OWNS, or passes it
