@@ -157,14 +157,15 @@ class FileReport:
         """Drop what ties the report to its file's tree: a fix's `build` is a closure over
         the rule, and so over the tree, model and source. Past the worker only its title,
         safety and imports matter, so findings keep a stand-in builder."""
-        self.findings = [_portable(f) for f in self.findings]
-        self.fixed = [_portable(f) for f in self.fixed]
+        self.findings, self.fixed = self._portable_findings()
+
+    def _portable_findings(self) -> Tuple[List[Finding], List[Finding]]:
+        return [_portable(f) for f in self.findings], [_portable(f) for f in self.fixed]
 
     def __getstate__(self) -> dict:
         # Reports cross process boundaries (``--jobs``): a fix's `build` cannot be pickled.
         state = dict(self.__dict__)
-        state["findings"] = [_portable(f) for f in self.findings]
-        state["fixed"] = [_portable(f) for f in self.fixed]
+        state["findings"], state["fixed"] = self._portable_findings()
         if self.summary_packed is not None:
             state["summary"] = None  # packed already: sent once, as bytes
         return state

@@ -39,10 +39,10 @@ class Stamp:
     names_kazoo: bool
 
 
-def digest(raw: bytes) -> str:
+def digest(raw: bytes, size: int = 16) -> str:
     import hashlib  # here: a run where no file names kazoo never needs it (~3 ms to import)
 
-    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+    return hashlib.blake2b(raw, digest_size=size).hexdigest()
 
 
 _BUILD_KEY: List[Optional[str]] = [None]
@@ -82,10 +82,8 @@ class Cache:
     one file writes one summary and the index, and reads only the summaries it needs."""
 
     def __init__(self, directory: str, root: str) -> None:
-        import hashlib
-
         self.directory = directory
-        root_key = hashlib.blake2b(os.path.abspath(root).encode(), digest_size=8).hexdigest()
+        root_key = digest(os.path.abspath(root).encode(), size=8)
         self.folder = os.path.join(directory, build_key(), root_key)
         self.path = os.path.join(self.folder, "index.json")
         self._new_summaries: Dict[str, dict] = {}
