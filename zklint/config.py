@@ -16,11 +16,6 @@ class ConfigError(Exception):
     """Invalid configuration; the message is one line naming the file and key."""
 
 
-def rule_options() -> Dict[str, tuple]:
-    """Every rule's settings: key -> (type, default, help) (see zklint.rules.options)."""
-    return dict(RULE_OPTIONS)
-
-
 @dataclass
 class Settings:
     root: str = "."  # the directory paths in exclude and per-file-ignores are relative to
@@ -136,7 +131,7 @@ def _tomllib():
 
 
 def _default_options() -> Dict[str, object]:
-    return {key: default for key, (_, default, _) in rule_options().items()}
+    return {key: default for key, (_, default, _) in RULE_OPTIONS.items()}
 
 
 def settings_from_table(table: dict, path: str) -> Settings:
@@ -159,8 +154,8 @@ def settings_from_table(table: dict, path: str) -> Settings:
             if not isinstance(value, bool):
                 raise ConfigError(f"{where} must be true or false")
             settings.respect_gitignore = value
-        elif key in rule_options():
-            kind = rule_options()[key][0]
+        elif key in RULE_OPTIONS:
+            kind = RULE_OPTIONS[key][0]
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:

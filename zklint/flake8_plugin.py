@@ -34,9 +34,9 @@ def _boolean(value: Any) -> bool:
 
 
 def _declared_options() -> Dict[str, tuple]:
-    from zklint.config import rule_options
+    from zklint.rules.options import RULE_OPTIONS
 
-    return rule_options()
+    return RULE_OPTIONS
 
 
 def _describe(exc: Exception) -> str:
