@@ -75,12 +75,12 @@ MATCH = textwrap.dedent(
 )
 
 
-def _reference_parents(tree: ast.AST) -> Dict[int, ast.AST]:
+def _reference_parents(tree: ast.AST) -> Dict[ast.AST, ast.AST]:
     parents = {}
     for node in ast.walk(tree):
         for child in ast.iter_child_nodes(node):
             if not isinstance(child, SHARED):
-                parents[id(child)] = node
+                parents[child] = node
     return parents
 
 
@@ -121,7 +121,7 @@ def test_shared_operator_nodes_have_no_parent() -> None:
     tree = ast.parse("a = b + c\nd = e + f\nif a == d and not b:\n    pass\n")
     parents = ModuleModel(tree).parents()
     shared = [n for n in ast.walk(tree) if isinstance(n, SHARED)]
-    assert shared and all(id(n) not in parents for n in shared)
+    assert shared and all(n not in parents for n in shared)
 
 
 def _reads(model: ModuleModel) -> Dict[str, List[str]]:

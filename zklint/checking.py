@@ -154,7 +154,8 @@ def _size(path: str) -> int:
 
 def _detached(report: FileReport) -> FileReport:
     """The report as a worker process sends it back, fixes without their `build`: kept,
-    a serial run would hold every analysed tree in memory until it ends."""
+    a serial run would hold every analysed tree in memory until it ends. (The summary's
+    packed bytes, its digest's input, are dropped: the summary itself is at hand.)"""
     report.detach()
     report.summary_packed = None
     return report
@@ -162,7 +163,14 @@ def _detached(report: FileReport) -> FileReport:
 
 def _run_batch(batch: List[Job]) -> List[FileReport]:
     # Detached one by one: a batch's reports would otherwise hold all its trees until sent.
-    return [_detached(run_job(job)) for job in batch]
+    # Each summary crosses to the main process as the bytes its digest was taken from,
+    # not pickled a second time (see FileReport.__getstate__).
+    reports = []
+    for job in batch:
+        report = run_job(job)
+        report.detach()
+        reports.append(report)
+    return reports
 
 
 # ---- projects -------------------------------------------------------------------------------

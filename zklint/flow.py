@@ -118,8 +118,8 @@ def expects_exception(stmt: ast.AST) -> bool:
 class Flow:
     """The block structure of one module or function body."""
 
-    def __init__(self, root: ast.AST, parents: Dict[int, ast.AST]) -> None:
-        """`parents`: id(node) -> parent node for the module holding `root` (the model's
+    def __init__(self, root: ast.AST, parents: Dict[ast.AST, ast.AST]) -> None:
+        """`parents`: node -> parent node for the module holding `root` (the model's
         `parents()`): the statement holding an expression is found from it when asked."""
         self.root = root
         self._parents = parents
@@ -215,7 +215,7 @@ class Flow:
         # it sits in an expression that runs there and no function, lambda or class opens
         # between the two (one that is the whole expression runs here: `f = lambda: ...`).
         path = [node]
-        parent = self._parents.get(id(node))
+        parent = self._parents.get(node)
         while parent is not None and parent is not self.root:
             if id(parent) in self._block_of:
                 grandchild = path[-2] if len(path) > 1 else None
@@ -226,7 +226,7 @@ class Flow:
                     return None
                 return parent  # type: ignore[return-value]
             path.append(parent)
-            parent = self._parents.get(id(parent))
+            parent = self._parents.get(parent)
         return None
 
     def block_of(self, stmt: ast.stmt) -> Optional[Block]:

@@ -235,12 +235,13 @@ class ModuleModel:
         assert facts.module == self.facts.module and facts.is_package == self.facts.is_package
         if facts == self.facts:
             return  # nothing new: every answer given so far stands
+        # Qualified names change only with the facts' aliases; local names (the module's
+        # name is the same) and the index of self assignments not at all: kept.
+        if facts.aliases != self.facts.aliases:
+            self._qualnames.clear()
         self.facts = facts
-        self._qualnames.clear()
-        self._local_quals = None
         self._client_names.clear()
         self._client_attrs.clear()
-        self._self_assignment_index.clear()
         self._client_classes = None
         self._factories.clear()
         self._client_calls = None
@@ -398,21 +399,21 @@ class ModuleModel:
         """The scope a function, class or module node opens."""
         return self.scopes.get(node)
 
-    def parents(self) -> Dict[int, ast.AST]:
-        """id(node) -> its parent node, for the whole module; built once, shared: read only.
+    def parents(self) -> Dict[ast.AST, ast.AST]:
+        """node -> its parent node, for the whole module; built once, shared: read only.
 
         Operator and context nodes (``Load``, ``Add``, ``Eq``...) are shared between
         parents by the parser and have no entry.
         """
         return self._parents
 
-    def _index_bodies(self) -> Dict[int, ast.AST]:
+    def _index_bodies(self) -> Dict[ast.AST, ast.AST]:
         """One pass over the module: every body's own nodes (`own_nodes`) and the parent map.
 
         Rules scan function bodies and climb to parents all the time; every node is read
         once, each body listed when its owner is reached.
         """
-        parents: Dict[int, ast.AST] = {}
+        parents: Dict[ast.AST, ast.AST] = {}
         bodies: List[ast.AST] = [self.tree]
         while bodies:
             owner = bodies.pop()
@@ -603,9 +604,10 @@ class ModuleModel:
             append, chains, read_key = found.append, self._attribute_chains, self.read_key
             Name, Attribute, Load = ast.Name, ast.Attribute, ast.Load
             possible, possible_attrs = self._possible_client_reads()
+            client_names, client_attrs = self._client_variable_names(possible, possible_attrs)
             for node, scope in self.reads:
                 if node.__class__ is Name:
-                    if node.ctx.__class__ is not Load or node.id not in possible:
+                    if node.ctx.__class__ is not Load or node.id not in client_names:
                         continue
                 else:
                     value = node.value
@@ -613,13 +615,39 @@ class ModuleModel:
                         chains.add((value.attr, node.attr))
                     if node.ctx.__class__ is not Load or value.__class__ is not Name or value.id not in possible:
                         continue  # client_key answers only for <name>.<attr>, <name> a method's self
-                    if node.attr not in possible_attrs:
+                    if node.attr not in client_attrs:
                         continue
                 key = read_key(node, scope)
                 if key is not None:
                     append((node, scope, key))
             self._client_reads = found
         return self._client_reads
+
+    def _client_variable_names(self, names: set, attrs: set) -> Tuple[set, set]:
+        """Of the `names` and ``self`` attributes `attrs` (`_possible_client_reads`), those
+        some variable of the module holds a client in: a name some scope binding it binds
+        a client, an attribute that is a client attribute of some class. A read of any
+        other cannot be a client, whatever scope it is in: asked once per variable, not
+        once per scope reading it."""
+        clients: set = set()
+        for scope in self.scopes.values():
+            for name in scope.bindings:
+                if name in names and name not in clients and self._name_is_client(scope, name):
+                    clients.add(name)
+        client_attrs: set = set()
+        for scope in self.scopes.values():
+            if scope.kind != "class":
+                continue
+            # `_attr_is_client` answers "no" for an attribute the class neither declares
+            # nor assigns to on self, unless the facts name it (set by a base class)
+            candidates = set(scope.bindings).union(self._self_assignments(scope))
+            qual = self.local_qualname(scope.node)
+            if qual is not None:
+                candidates.update(self.facts.client_attrs.get(qual, ()))
+            for attr in candidates:
+                if attr in attrs and attr not in client_attrs and self._attr_is_client(scope, attr):
+                    client_attrs.add(attr)
+        return clients, client_attrs
 
     def _possible_client_reads(self) -> Tuple[set, set]:
         """The names and the ``self`` attributes some read of which `client_key` may answer
@@ -1609,7 +1637,7 @@ def own_node_list(func: ast.AST) -> List[ast.AST]:
     return nodes
 
 
-def _body_nodes(owner: ast.AST, parents: Dict[int, ast.AST], nested: List[ast.AST]) -> List[ast.AST]:
+def _body_nodes(owner: ast.AST, parents: Dict[ast.AST, ast.AST], nested: List[ast.AST]) -> List[ast.AST]:
     """The nodes of one body, each mapped to its parent in `parents`.
 
     A def or class contributes everything under it but the bodies of the scopes nested in
@@ -1622,13 +1650,13 @@ def _body_nodes(owner: ast.AST, parents: Dict[int, ast.AST], nested: List[ast.AS
     if owner.__class__ is ast.Lambda:
         for node in walk(owner.args):
             for child in get(node) or _child_nodes(node):
-                parents[id(child)] = node
-        parents[id(owner.args)] = owner
+                parents[child] = node
+        parents[owner.args] = owner
         stack = [owner.body]
     else:
         stack = list(get(owner) or _child_nodes(owner))
     for child in stack:
-        parents[id(child)] = owner
+        parents[child] = owner
     nodes: List[ast.AST] = []
     append, pop, extend = nodes.append, stack.pop, stack.extend
     scope_types, name_type, constant_type = _SCOPE_CLASSES, ast.Name, ast.Constant
@@ -1645,7 +1673,7 @@ def _body_nodes(owner: ast.AST, parents: Dict[int, ast.AST], nested: List[ast.AS
         if children is None:
             children = _child_nodes(node)
         for child in children:
-            parents[id(child)] = node
+            parents[child] = node
         extend(children)
     return nodes
 
@@ -1667,9 +1695,9 @@ class ReadPlace(NamedTuple):
     call: Optional[ast.Call] = None
 
 
-def read_place(node: ast.expr, parents: Dict[int, ast.AST]) -> ReadPlace:
-    parent = parents.get(id(node))
-    grandparent = parents.get(id(parent)) if parent is not None else None
+def read_place(node: ast.expr, parents: Dict[ast.AST, ast.AST]) -> ReadPlace:
+    parent = parents.get(node)
+    grandparent = parents.get(parent) if parent is not None else None
     if parent.__class__ is ast.Attribute and parent.value is node:
         called = grandparent.__class__ is ast.Call and grandparent.func is parent
         stored = parent.ctx.__class__ is not ast.Load

@@ -509,7 +509,7 @@ class _Summarizer:
         """A function of the module or a project name read, not called: its callers may
         be anywhere (`escaped`)."""
         model, summary = self.model, self.summary
-        parent = parents.get(id(read))
+        parent = parents.get(read)
         if isinstance(parent, ast.Call) and parent.func is read:
             return
         if isinstance(parent, ast.Attribute) and parent.value is read:
@@ -614,16 +614,16 @@ def _ending_call(read: ast.Name, parents, function: ast.AST) -> Optional[str]:
     """"stop"/"close" for ``<read>.stop()``/``.close()`` as a statement that runs whenever
     the function runs to its end: in its body, or in a ``try`` there (body, handlers,
     finally), not under a condition or in a loop."""
-    attribute = parents.get(id(read))
-    call = parents.get(id(attribute)) if isinstance(attribute, ast.Attribute) else None
+    attribute = parents.get(read)
+    call = parents.get(attribute) if isinstance(attribute, ast.Attribute) else None
     if not (isinstance(call, ast.Call) and call.func is attribute and attribute.attr in ("stop", "close")):
         return None
-    statement = parents.get(id(call))
+    statement = parents.get(call)
     if not isinstance(statement, ast.Expr):
         return None
-    holder = parents.get(id(statement))
+    holder = parents.get(statement)
     while isinstance(holder, (ast.Try, ast.ExceptHandler)) or type(holder).__name__ == "TryStar":
-        holder = parents.get(id(holder))
+        holder = parents.get(holder)
     return attribute.attr if holder is function else None
 
 

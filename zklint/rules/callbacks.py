@@ -363,24 +363,24 @@ class _CallbackRule(Rule):
 
 # ---- region helpers ------------------------------------------------------------------------
 
-def _enclosing_statement(node: ast.AST, parents: Dict[int, ast.AST], func) -> Optional[ast.stmt]:
+def _enclosing_statement(node: ast.AST, parents: Dict[ast.AST, ast.AST], func) -> Optional[ast.stmt]:
     current = node
     while current is not None and current is not func:
         if isinstance(current, ast.stmt):
             return current
-        current = parents.get(id(current))
+        current = parents.get(current)
     return None
 
 
-def _ancestors(stmt: ast.AST, parents: Dict[int, ast.AST], func) -> Iterator[ast.AST]:
-    current = parents.get(id(stmt))
+def _ancestors(stmt: ast.AST, parents: Dict[ast.AST, ast.AST], func) -> Iterator[ast.AST]:
+    current = parents.get(stmt)
     while current is not None and current is not func:
         yield current
-        current = parents.get(id(current))
+        current = parents.get(current)
 
 
-def _block_of(stmt: ast.stmt, parents: Dict[int, ast.AST], func) -> Tuple[List[ast.stmt], int]:
-    parent = parents.get(id(stmt))
+def _block_of(stmt: ast.stmt, parents: Dict[ast.AST, ast.AST], func) -> Tuple[List[ast.stmt], int]:
+    parent = parents.get(stmt)
     if parent is None:
         raise FixError("statement without a parent")
     for field_name in ("body", "orelse", "finalbody"):
@@ -1124,7 +1124,7 @@ class OneShotWatch(_CallbackRule):
             raise FixError("the registration passes more than the path and the watch")
         path = call.args[0]
         parents = model.parents()
-        statement = parents.get(id(call))
+        statement = parents.get(call)
         if not isinstance(statement, ast.Expr):
             raise FixError("the registration's result is used")
         scope = self.scope(func)
@@ -1489,9 +1489,9 @@ class WatchRecipeRebuilt(_CallbackRule):
 
     def _loop_of_break(self, node: ast.Break, loop: ast.stmt) -> bool:
         parents = self.model.parents()
-        current = parents.get(id(node))
+        current = parents.get(node)
         while current is not None and not isinstance(current, _LOOPS):
-            current = parents.get(id(current))
+            current = parents.get(current)
         return current is loop
 
     def _guarded(self, flow, node: ast.AST, scope: Scope) -> bool:

@@ -116,7 +116,7 @@ class RetryCalls:
         parents = model.parents()
         for site in calls_to(model, _RETRY_CLASSES):
             call = site.node
-            parent = parents.get(id(call))
+            parent = parents.get(call)
             if parent.__class__ is ast.Assign and parent.value is call:
                 targets = parent.targets
             elif parent.__class__ in (ast.AnnAssign, ast.NamedExpr) and parent.value is call:
@@ -246,8 +246,8 @@ class _Ephemeral:
             if method in ("create", "create_async"):
                 node = call
                 if method == "create_async":
-                    parent = self.parents.get(id(call))
-                    grand = self.parents.get(id(parent)) if parent is not None else None
+                    parent = self.parents.get(call)
+                    grand = self.parents.get(parent) if parent is not None else None
                     if (isinstance(parent, ast.Attribute) and parent.attr == "get" and isinstance(grand, ast.Call)
                             and grand.func is parent):
                         node = grand  # create_async(...).get(): errors raise here, like create()
@@ -290,16 +290,16 @@ class _Ephemeral:
         """(child, parent) pairs up to the enclosing function or lambda (excluded)."""
         child = node
         while True:
-            parent = self.parents.get(id(child))
+            parent = self.parents.get(child)
             if parent is None or isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
                 return
             yield child, parent
             child = parent
 
     def enclosing_function(self, node: ast.AST) -> Optional[ast.AST]:
-        parent = self.parents.get(id(node))
+        parent = self.parents.get(node)
         while parent is not None and not isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            parent = self.parents.get(id(parent))
+            parent = self.parents.get(parent)
         return parent
 
     def in_owner_check(self, node: ast.AST) -> bool:
@@ -360,7 +360,7 @@ class _Ephemeral:
             return True
         if exits:
             return False
-        parent = self.parents.get(id(try_node))
+        parent = self.parents.get(try_node)
         for field_name in ("body", "orelse", "finalbody"):
             block = getattr(parent, field_name, None)
             if isinstance(block, list) and try_node in block:
@@ -388,11 +388,11 @@ class _Ephemeral:
 
     def _in_handler_below(self, node: ast.AST, func: ast.AST) -> bool:
         """Is `node` inside an except handler that is inside `func`?"""
-        parent = self.parents.get(id(node))
+        parent = self.parents.get(node)
         while parent is not None and parent is not func:
             if parent.__class__ is ast.ExceptHandler:
                 return True
-            parent = self.parents.get(id(parent))
+            parent = self.parents.get(parent)
         return False
 
     # ---- clients whose listeners may be out of sight -----------------------------------------
@@ -435,14 +435,14 @@ class _Ephemeral:
         for node, scope, key in model.client_reads():
             if key in found:
                 continue
-            parent = parents.get(id(node))
+            parent = parents.get(node)
             kind = parent.__class__
             if kind is Call:
                 # recipes take the client; so does a callee the project shows only using it
                 handed = parent.func is not node and to_non_kazoo(parent)
                 handed = handed and model.call_effect(parent, node, scope) != USES
             elif kind is Starred or kind is keyword:  # f(*zk) / f(client=zk)
-                call = parents.get(id(parent))
+                call = parents.get(parent)
                 handed = to_non_kazoo(call) and (kind is Starred or model.call_effect(call, node, scope) != USES)
             elif kind in returns or kind in containers:
                 handed = True
@@ -834,7 +834,7 @@ def _hoistable_statement(facts: _Ephemeral, create: Create) -> Optional[ast.stmt
         return None
     stmt: Optional[ast.AST] = create.node
     while stmt is not None and not isinstance(stmt, ast.stmt):
-        stmt = facts.parents.get(id(stmt))
+        stmt = facts.parents.get(stmt)
     if stmt is None or not isinstance(stmt, (ast.Expr, ast.Assign, ast.AnnAssign, ast.Return)):
         return None  # the path sits in a compound statement's header
     if stmt.lineno != path.lineno:
@@ -1087,7 +1087,7 @@ class EphemeralLostWithSession(Rule):
         Then a sequential node re-created under a new generated name is what the program
         had: a member of the group, whatever its number."""
         node: ast.AST = create.node
-        parent = facts.parents.get(id(node))
+        parent = facts.parents.get(node)
         if isinstance(parent, ast.Expr):
             return True
         if not isinstance(parent, ast.Assign) or len(parent.targets) != 1:
@@ -1176,13 +1176,13 @@ class EphemeralLostWithSession(Rule):
 
         node: ast.AST = create.node
         while not isinstance(node, ast.stmt):
-            node = facts.parents[id(node)]
-        parent = facts.parents.get(id(node))
+            node = facts.parents[node]
+        parent = facts.parents.get(node)
         if (isinstance(parent, ast.Try) and parent.body[-1] is node and parent.finalbody
                 and is_stop(parent.finalbody[0])):
             return True
         anchor = self._anchor(facts, create)
-        block_owner = facts.parents.get(id(anchor))
+        block_owner = facts.parents.get(anchor)
         for field_name in ("body", "orelse", "finalbody"):
             block = getattr(block_owner, field_name, None)
             if isinstance(block, list) and anchor in block:
@@ -1194,14 +1194,14 @@ class EphemeralLostWithSession(Rule):
         """The statement after which the listener goes: the create's, outside any try around it."""
         node: ast.AST = create.node
         while not isinstance(node, ast.stmt):
-            node = facts.parents[id(node)]
+            node = facts.parents[node]
         while True:
             # Out of a try whose handlers see the create's errors (the ZK101 shape), so the
             # listener is registered whichever way it ends; but not past the work a try body
             # does after the create (try/finally around a whole server loop).
-            parent = facts.parents.get(id(node))
+            parent = facts.parents.get(node)
             if isinstance(parent, ast.ExceptHandler):
-                node = facts.parents[id(parent)]
+                node = facts.parents[parent]
                 continue
             if (isinstance(parent, ast.Try) or type(parent).__name__ == "TryStar") and parent.handlers and (
                 parent.body[-1] is node

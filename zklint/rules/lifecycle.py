@@ -613,7 +613,7 @@ def _left_behind(model: ModuleModel, uses: List[Use], function: ast.AST) -> Opti
             call = use.call
             if call is None:
                 # zk.create handed to zk.retry(zk.create, path, ephemeral=True)
-                parent = parents.get(id(parents.get(id(use.node))))
+                parent = parents.get(parents.get(use.node))
                 call = parent if isinstance(parent, ast.Call) and use.attr in ("create", "create_async") else None
             if use.attr in ("create", "create_async") and call is not None and _truthy_keyword(call, "ephemeral"):
                 return "an ephemeral node"
@@ -625,8 +625,8 @@ def _left_behind(model: ModuleModel, uses: List[Use], function: ast.AST) -> Opti
                 return "a watch"
             recipe = use.attr
         elif use.kind == "test":
-            call = parents.get(id(use.node))
-            call = parents.get(id(call)) if isinstance(call, ast.keyword) else call
+            call = parents.get(use.node)
+            call = parents.get(call) if isinstance(call, ast.keyword) else call
             if not isinstance(call, ast.Call):
                 continue
             recipe = (model.qualname(call.func) or "").rpartition(".")[2]
@@ -636,7 +636,7 @@ def _left_behind(model: ModuleModel, uses: List[Use], function: ast.AST) -> Opti
             continue
         if call is None or recipe not in _LOCK_RECIPES | _PARTY_RECIPES | {"Election"}:
             continue
-        holder = parents.get(id(call))
+        holder = parents.get(call)
         if isinstance(holder, ast.Assign) and len(holder.targets) == 1 and isinstance(holder.targets[0], ast.Name):
             recipes[holder.targets[0].id] = recipe
         elif isinstance(holder, ast.Attribute) and recipe in _PARTY_RECIPES and holder.attr == "join":
@@ -662,7 +662,7 @@ def _left_behind(model: ModuleModel, uses: List[Use], function: ast.AST) -> Opti
 
 
 def _is_called(parents, attribute: ast.Attribute) -> bool:
-    parent = parents.get(id(attribute))
+    parent = parents.get(attribute)
     return isinstance(parent, ast.Call) and parent.func is attribute
 
 
@@ -1386,7 +1386,7 @@ class CloseBeforeStop(Rule):
                     if not stop_refs:
                         text = _text(key, close)
                         yield self.finding(
-                            self.model.parents().get(id(close.node), close.node),
+                            self.model.parents().get(close.node, close.node),
                             f"{text}.close is handed on to run later but {text} is never stopped: close() "
                             "on a running client raises and its session outlives the process",
                         )

@@ -182,7 +182,7 @@ class TransactionResultUnchecked(Rule):
             call, scope = site.node, site.scope
             if scope.kind == "function" and isinstance(scope.node, ast.Lambda):
                 continue
-            parent = parents.get(id(call))
+            parent = parents.get(call)
             cls = parent.__class__  # exact classes: ast.parse makes no subclasses
             if cls is ast.withitem and parent.context_expr is call:
                 continue  # a `with` item: above
@@ -200,11 +200,11 @@ class TransactionResultUnchecked(Rule):
     def _expected_to_raise(self, stmt: ast.stmt, scope_node: ast.AST) -> bool:
         """Inside ``with pytest.raises(...)`` / ``self.assertRaises(...)``: the test wants it to fail."""
         parents = self.model.parents()
-        node = parents.get(id(stmt))
+        node = parents.get(stmt)
         while node is not None and node is not scope_node:
             if expects_exception(node):
                 return True
-            node = parents.get(id(node))
+            node = parents.get(node)
         return False
 
     # ---- the three shapes ---------------------------------------------------------------
@@ -567,7 +567,7 @@ class TransactionCommitRetried(Rule):
         """The loop that retries this commit through an except handler, when the transaction
         is bound outside it."""
         parents = self.model.parents()
-        child, node = call, parents.get(id(call))
+        child, node = call, parents.get(call)
         in_try = False
         while node is not None and not isinstance(node, _SCOPE_TYPES):
             if isinstance(node, ast.Try) and child in node.body:
@@ -579,7 +579,7 @@ class TransactionCommitRetried(Rule):
                 ):
                     return None  # (re)built inside the loop: each attempt commits a fresh one
                 return node
-            child, node = node, parents.get(id(node))
+            child, node = node, parents.get(node)
         return None
 
     def _catches_retried(self, expr: Optional[ast.expr]) -> bool:
@@ -619,8 +619,8 @@ class TransactionCommitRetried(Rule):
         if len(values) != 1:
             return None
         parents = model.parents()
-        binding = parents.get(id(values[0]))
-        retry_stmt = parents.get(id(call))
+        binding = parents.get(values[0])
+        retry_stmt = parents.get(call)
         if not (
             isinstance(binding, ast.Assign) and len(binding.targets) == 1
             and isinstance(binding.targets[0], ast.Name) and binding.value is values[0]
@@ -701,7 +701,7 @@ def _adds_operation(stmt: ast.stmt, name: str) -> bool:
 
 def _statement_list(parents, stmt: ast.stmt) -> Optional[List[ast.stmt]]:
     """The statement list (body, orelse, finalbody, handler body) that holds `stmt`."""
-    parent = parents.get(id(stmt))
+    parent = parents.get(stmt)
     if parent is None:
         return None
     for field in ("body", "orelse", "finalbody"):
