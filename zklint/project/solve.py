@@ -43,6 +43,7 @@ class Solution:
         # for a method, reached through any object, the method's alone.
         self.mentioned_outside = mentioned_outside
         self.aliases: Dict[str, str] = {}
+        self._canonical: Dict[str, str] = {}  # see canonical
         self.functions: Dict[str, FunctionSummary] = {}
         self.classes: Dict[str, List[str]] = {}
         self.attributes: Dict[str, Dict[str, List[Ref]]] = {}
@@ -83,20 +84,21 @@ class Solution:
         escaped: Set[str] = set()
         attribute_calls: Set[str] = set()
         for summary in modules.values():
-            escaped.update(self.canonical(q) for q in summary.escaped)
+            escaped.update(map(self.canonical, summary.escaped) if self.aliases else summary.escaped)
             attribute_calls |= summary.attribute_calls
             for call in summary.calls:
                 self.calls.setdefault(self.canonical(call.callee), []).append(call)
         owner = {q: m for m, summary in modules.items() for q in summary.functions}
         for qual, function in self.functions.items():
+            if qual not in self.calls:  # never called in the project: its callers are elsewhere
+                continue
             short = qual.rpartition(".")[2]
             names = (short,) if function.bound else (owner[qual].rpartition(".")[2], short)
             if qual in escaped or self.mentioned_outside(names):
                 continue
             if function.bound and short in attribute_calls:
                 continue  # obj.<short>(...) on an object the analysis cannot type
-            if qual in self.calls:  # never called in the project: its callers are elsewhere
-                self.visible.add(qual)
+            self.visible.add(qual)
 
     def _tops(self) -> Set[str]:
         cached = self.__dict__.get("_top_names")
@@ -105,7 +107,12 @@ class Solution:
         return cached
 
     def canonical(self, qualified: str) -> str:
-        return follow_aliases(self.aliases, qualified)
+        # Asked of the same names by every table and view; the aliases are fixed once the
+        # imports are read (the first loop of `_collect`), which asks nothing.
+        found = self._canonical.get(qualified)
+        if found is None:
+            found = self._canonical[qualified] = follow_aliases(self.aliases, qualified)
+        return found
 
     # ---- clients, factories, client parameters --------------------------------------------
 
@@ -141,15 +148,16 @@ class Solution:
         self._returning: List[Tuple[str, FunctionSummary]] = []
         self._forwarded: List[Tuple[str, str, List[Tuple[str, Optional[Tuple[str, str]]]]]] = []
         self._calling: List[Tuple[str, List[Tuple[str, str]]]] = []
-        self._own_effects: Dict[Tuple[str, str], str] = {}
         self._own_blocking: Dict[str, Tuple[str, str]] = {}
         self._own_synchronous: Dict[Tuple[str, str], str] = {}
+        self._client_properties: List[Tuple[str, str, FunctionSummary]] = []  # (class, name, property)
         canonical, parameter = self.canonical, self.parameter
         for qual, function in self.functions.items():
             if function.returns and None not in function.returns:
                 self._returning.append((qual, function))
-            for param, effect in function.effects.items():
-                self._own_effects[(qual, param)] = effect
+                if function.is_property:  # a property returning a client attribute
+                    cls, _, name = qual.rpartition(".")
+                    self._client_properties.append((cls, name, function))
             for param, forwards in function.forwards.items():
                 targets = [(callee, parameter(canonical(callee), slot)) for callee, slot in forwards]
                 self._forwarded.append((qual, param, targets))
@@ -172,10 +180,9 @@ class Solution:
                 clients = [v for v in values if v != ("none",)]
                 if clients and None not in clients:
                     stored.append((cls, attr, clients))
-            for name in self._methods(cls):  # properties returning a client attribute
-                method = self.functions.get(f"{cls}.{name}")
-                if method is not None and method.is_property and method.returns and None not in method.returns:
-                    properties.setdefault(cls, []).append((name, method))
+        for cls, name, method in self._client_properties:
+            if cls in self.attributes:
+                properties.setdefault(cls, []).append((name, method))
         ancestors = {cls: self._ancestors(cls) for cls in self.classes}
         # per visible function and parameter, the value each call site passes
         passed: List[Tuple[str, str, List[Ref]]] = []
@@ -242,15 +249,6 @@ class Solution:
             self.__dict__["_kept"] = found
         return found
 
-    def _methods(self, cls: str) -> Iterable[str]:
-        methods = self.__dict__.get("_methods_by_class")
-        if methods is None:
-            methods = self.__dict__["_methods_by_class"] = {}
-            for qual in self.functions:
-                owner, _, name = qual.rpartition(".")
-                methods.setdefault(owner, []).append(name)
-        return methods.get(cls, ())
-
     def _ancestors(self, cls: str) -> List[str]:
         found: List[str] = []
         todo = list(self.classes.get(cls, ()))
@@ -281,18 +279,28 @@ class Solution:
     def _effects(self) -> None:
         """USES for a parameter the function (and every function it passes it on to) only
         calls operations on; OWNS otherwise. Least fixed point: a cycle of pure uses is USES."""
-        effects = dict(self._own_effects)
+        # what each function says of its parameters, raised where they are passed on
+        functions = self.functions
+        effects: Dict[Tuple[str, str], str] = {}
+
+        def effect_of(key: Tuple[str, str]) -> Optional[str]:
+            found = effects.get(key)
+            if found is None:
+                function = functions.get(key[0])
+                found = function.effects.get(key[1]) if function is not None else None
+            return found
+
         # USES < OWNS: a parameter passed on takes the strongest effect of its callees (ENDS
         # only for the function that itself stops and closes it)
         rank = {USES: 0, ENDS: 1, OWNS: 2}
         for _ in range(MAX_ROUNDS):
             changed = False
             for qual, param, targets in self._forwarded:
-                current = effects.get((qual, param), USES)
+                current = effect_of((qual, param)) or USES
                 if current == OWNS:
                     continue
                 for _, target in targets:
-                    found = (effects.get(target) if target is not None else None) or OWNS
+                    found = (effect_of(target) if target is not None else None) or OWNS
                     if found == ENDS:
                         found = OWNS  # passed on to the helper that ends it, maybe not always
                     if rank[found] > rank[current]:
@@ -303,7 +311,11 @@ class Solution:
         # The model acts on USES (the caller keeps the client) and ENDS (the call ends it);
         # anything else is "may own it". Only for a parameter some call passes a client to.
         given = self._given_clients()
-        self.param_effects = {k: v for k, v in effects.items() if v in (USES, ENDS) and k in given}
+        self.param_effects = {}
+        for key in sorted(given):
+            effect = effect_of(key)
+            if effect in (USES, ENDS):
+                self.param_effects[key] = effect
 
     def parameter(self, target: str, slot: str) -> Optional[Tuple[str, str]]:
         """(function, parameter name) that `slot` ("#index" or a keyword) of a call to
