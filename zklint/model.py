@@ -141,9 +141,8 @@ class ClientKey:
     scope: Scope = field(compare=False, hash=False, repr=False)
 
 
-@dataclass(frozen=True)
-class CallSite:
-    """A call, the scope it is written in, and the client it is made on (if any)."""
+class CallSite(NamedTuple):
+    """A call and the scope it is written in (one per call of the module: a tuple)."""
 
     node: ast.Call
     scope: Scope
@@ -1249,9 +1248,15 @@ class _ImportMarker:
 _IMPORT = _ImportMarker()
 
 
+# The only expressions `is_client_expr` can answer "yes" for: a construction or factory
+# call, an alias (a name, ``self.zk``), bring-your-own (``zk if zk else KazooClient()``,
+# ``zk or KazooClient()``).
+_CLIENT_VALUE_CLASSES = frozenset([ast.Call, ast.Name, ast.Attribute, ast.IfExp, ast.BoolOp])
+
+
 def _may_be_client(value: Optional[ast.AST]) -> bool:
-    """Could this bound value be a client (an expression, not a constant)?"""
-    return isinstance(value, ast.expr) and value.__class__ is not ast.Constant
+    """Could this bound value be a client (see `_CLIENT_VALUE_CLASSES`)?"""
+    return value.__class__ in _CLIENT_VALUE_CLASSES
 
 
 class _Annotation:
