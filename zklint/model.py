@@ -1446,42 +1446,45 @@ class _Collector:
                 scope.bind(local, UNKNOWN)
 
     def _expr(self, node: ast.AST, scope: Scope, reads: Optional[list] = None) -> None:
-        # Iterative walk: expressions can nest deeply; lambdas and comprehensions open scopes.
-        stack = [(node, scope)]
+        # Iterative walk: expressions can nest deeply. A lambda opens a scope: its body is
+        # walked on its own, where the stack would have taken it next.
+        stack = [node]
         model = self.model
         calls, record = model.calls, (model.reads if reads is None else reads).append
         Call, Name, Attribute, Lambda, NamedExpr = ast.Call, ast.Name, ast.Attribute, ast.Lambda, ast.NamedExpr
         Constant = ast.Constant
-        get = _CHILDREN.get
-        pop, push = stack.pop, stack.append
+        children_of, readers = _CHILDREN, _CHILD_READERS
+        pop, push, extend = stack.pop, stack.append, stack.extend
         while stack:
-            current, current_scope = pop()
+            current = pop()
             cls = current.__class__
             if cls is Name:
-                record((current, current_scope))
+                record((current, scope))
                 continue  # its only child is the shared context node
             if cls is Constant:
                 continue
             if cls is Attribute:
-                record((current, current_scope))
+                record((current, scope))
             elif cls is Call:
-                calls.append(CallSite(current, current_scope))
+                calls.append(CallSite(current, scope))
             elif cls is Lambda:
-                self._arguments(current.args, current_scope)
-                inner = self._open(current, "function", current_scope)
+                self._arguments(current.args, scope)
+                inner = self._open(current, "function", scope)
                 self._bind_params(current.args, inner)
-                push((current.body, inner))
+                self._expr(current.body, inner, reads)
                 continue
             elif cls is NamedExpr:
                 if current.target.__class__ is Name:
-                    current_scope.bind(current.target.id, current.value)
-                push((current.value, current_scope))
+                    scope.bind(current.target.id, current.value)
+                push(current.value)
                 continue
-            children = get(current)
-            if children is None:
-                children = _child_nodes(current)
-            for child in children:
-                push((child, current_scope))
+            # the collector meets each expression first: its children are read here (and
+            # kept for the index and the rules, see `_child_nodes`)
+            read = readers.get(cls)
+            if read is None:
+                read = _child_reader(current)
+            children = children_of[current] = read(current)
+            extend(children)
 
 
 # How the collector visits each kind of statement (by class: parsed trees hold no
@@ -1651,7 +1654,8 @@ def _body_nodes(owner: ast.AST, parents: Dict[ast.AST, ast.AST], nested: List[as
     context node and the operator nodes, which the parser shares between parents, are
     neither listed nor mapped.
     """
-    get = _CHILDREN.get
+    children_of, readers = _CHILDREN, _CHILD_READERS
+    get = children_of.get
     if owner.__class__ is ast.Lambda:
         for node in walk(owner.args):
             for child in get(node) or _child_nodes(node):
@@ -1675,8 +1679,11 @@ def _body_nodes(owner: ast.AST, parents: Dict[ast.AST, ast.AST], nested: List[as
             nested.append(node)
             continue
         children = get(node)
-        if children is None:
-            children = _child_nodes(node)
+        if children is None:  # (`_child_nodes`, inline: most statements are read here first)
+            read = readers.get(cls)
+            if read is None:
+                read = _child_reader(node)
+            children = children_of[node] = read(node)
         for child in children:
             parents[child] = node
         extend(children)
