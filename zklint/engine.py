@@ -123,7 +123,7 @@ def noqa_span(line: str) -> Optional[Tuple[int, int]]:
 
 
 def is_suppressed(finding: Finding, source: SourceFile) -> bool:
-    if "noqa" not in source.text and "NOQA" not in source.text:
+    if not _may_suppress(source):
         return False
     codes = noqa_codes(source.line_text(finding.line))
     if codes is None:
@@ -195,7 +195,13 @@ def lint_source(
 
 
 def unsuppressed(findings: List[Finding], source: SourceFile) -> List[Finding]:
+    if not findings or not _may_suppress(source):  # the text is searched once, not per finding
+        return findings
     return [f for f in findings if not is_suppressed(f, source)]
+
+
+def _may_suppress(source: SourceFile) -> bool:
+    return "noqa" in source.text or "NOQA" in source.text
 
 
 def check_bytes(
