@@ -629,9 +629,16 @@ class ModuleModel:
         other cannot be a client, whatever scope it is in: asked once per variable, not
         once per scope reading it."""
         clients: set = set()
+        inferred = bool(self.facts.client_params)
         for scope in self.scopes.values():
-            for name in scope.bindings:
-                if name in names and name not in clients and self._name_is_client(scope, name):
+            params = scope.params
+            for name, values in scope.bindings.items():
+                if name not in names or name in clients:
+                    continue
+                param = params.get(name)
+                if param is not None and param.annotation is None and len(values) == 1 and not inferred:
+                    continue  # a parameter neither annotated nor inferred a client (`_name_is_client`)
+                if self._name_is_client(scope, name):
                     clients.add(name)
         client_attrs: set = set()
         for scope in self.scopes.values():
