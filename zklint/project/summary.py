@@ -27,7 +27,9 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from zklint.facts import ENDS, OWNS, USES
 from zklint.kazoo_api import BLOCKING_FUNCTIONS, BLOCKING_METHODS, SYNC_CLIENT_OPS, Api
-from zklint.model import ModuleModel, Scope, _escapes_before_return, _own_client_branch, own_node_list, read_place
+from zklint.model import (
+    _DEFS_AND_CLASSES, ModuleModel, Scope, _escapes_before_return, _own_client_branch, own_node_list, read_place,
+)
 
 Ref = Optional[tuple]
 
@@ -203,6 +205,8 @@ class _Summarizer:
         self.depth = 0
         self.api = Api(model)
         self._callees: Dict[int, Optional[str]] = {}
+        # the names some def or class of the module is bound to (see _callee)
+        self._defined = {node.name for node in model.scopes if isinstance(node, _DEFS_AND_CLASSES)}
         self._stopped: Optional[Set[str]] = None
         self._reads_by_function: Dict[int, list] = {}  # see _scan_reads
 
@@ -368,6 +372,8 @@ class _Summarizer:
                 or (base.id not in self.model.imports and self.model.class_for_self(base.id, scope) is None)
             ):
                 found = None  # `data.decode()`, `zk.get()`: a method of a value, nothing the project names
+            elif func.__class__ is ast.Name and func.id not in self.model.imports and func.id not in self._defined:
+                found = None  # `len()`, a local variable: neither imported nor a def or class of the module
             else:
                 found = self.model.callee(func, scope)
             self._callees[key] = found
