@@ -425,8 +425,8 @@ class Solution:
         # its own factories that do not start the client and return only what it builds,
         # its classes' own client attributes, its own functions that block themselves.
         factories = {q: self.factories[q] for p in prefixes | targets for q in self._under("factories", p)}
-        for qual in own:
-            if qual in factories and not factories[qual]:
+        for qual in own.intersection(factories):
+            if not factories[qual]:
                 if all(r is not None and r[0] == "client" for r in summary.functions[qual].returns):
                     del factories[qual]
         client_attrs = {}
@@ -435,8 +435,8 @@ class Solution:
             if inherited:
                 client_attrs[qual] = frozenset(inherited)
         blocking = {q: self.blocking[q] for q in targets | own if q in self.blocking}
-        for qual in own:
-            if qual in blocking and summary.functions[qual].blocking:
+        for qual in own.intersection(blocking):
+            if summary.functions[qual].blocking:
                 del blocking[qual]
         return ModuleFacts(
             module=module,
