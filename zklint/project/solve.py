@@ -191,7 +191,7 @@ class Solution:
             sites = self.calls.get(qual, ())
             if not sites:
                 continue
-            for param in function.params + function.kwonly:
+            for param in [*function.params, *function.kwonly]:
                 if param in function.defaults:
                     continue
                 values = [self._argument(function, site, param) for site in sites]
@@ -380,7 +380,7 @@ class Solution:
                 if function is None:
                     continue
                 for site in sites:
-                    for param in function.params + function.kwonly:
+                    for param in [*function.params, *function.kwonly]:
                         if self.is_client(self._argument(function, site, param, callee.endswith(".__init__"))):
                             found.add((callee, param))
             self.__dict__["_given"] = found
@@ -483,7 +483,7 @@ class Solution:
             function = self.functions.get(qual)
             if function is None:
                 continue
-            for param in function.params + function.kwonly:
+            for param in [*function.params, *function.kwonly]:
                 value = table.get((qual, param))
                 if value is not None:
                     found[(qual, param)] = value

@@ -22,7 +22,8 @@ from __future__ import annotations
 import ast
 import pickle
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Dict, List, Optional, Set, Tuple
 
 from zklint.facts import ENDS, OWNS, USES
@@ -65,6 +66,23 @@ class FunctionSummary:
     synchronous: Dict[str, str] = field(default_factory=dict)
 
 
+# Most functions have no facts of most kinds: a summary drops its empty lists and tables
+# before it is packed (`FunctionSummary.compact`), and these read-only empties stand in.
+_EMPTY_LISTS = ("kwonly", "defaults", "annotated_clients", "returns", "callees")
+_EMPTY_TABLES = ("effects", "forwards", "synchronous")
+for _name in _EMPTY_LISTS:
+    setattr(FunctionSummary, _name, ())
+for _name in _EMPTY_TABLES:
+    setattr(FunctionSummary, _name, MappingProxyType({}))
+
+
+def _compact(function: FunctionSummary) -> None:
+    state = function.__dict__
+    for name in _EMPTY_LISTS + _EMPTY_TABLES:
+        if name in state and not state[name]:
+            del state[name]
+
+
 @dataclass
 class CallSummary:
     callee: str
@@ -94,7 +112,11 @@ class ModuleSummary:
     def pack(self) -> bytes:
         """The summary as bytes (`unpack` reads them back): what a worker sends, and what
         its digest is taken of. The same summary built again packs to the same bytes
-        (its sets are packed sorted)."""
+        (its sets are packed sorted). Its functions' empty lists and tables are dropped
+        first (the class's read-only empties stand in): the main process holds every
+        module's summary, and unpickles each, with a few objects per function, not ten."""
+        for function in self.functions.values():
+            _compact(function)
         return pickle.dumps(self, protocol=4)
 
     @staticmethod
@@ -175,7 +197,11 @@ def _ref_in(data) -> Ref:
 
 
 def _function_out(f: FunctionSummary) -> dict:
-    data = dict(f.__dict__)
+    data = {item.name: getattr(f, item.name) for item in fields(FunctionSummary)}
+    for name in _EMPTY_LISTS:
+        data[name] = list(data[name])
+    for name in _EMPTY_TABLES:
+        data[name] = dict(data[name])
     data["returns"] = [_ref_out(r) for r in f.returns]
     data["forwards"] = {p: [list(x) for x in v] for p, v in f.forwards.items()}
     return data
