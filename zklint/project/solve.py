@@ -158,32 +158,22 @@ class Solution:
                 if function.is_property:  # a property returning a client attribute
                     cls, _, name = qual.rpartition(".")
                     self._client_properties.append((cls, name, function))
-            for param, forwards in function.forwards.items():
-                targets = [(callee, parameter(canonical(callee), slot)) for callee, slot in forwards]
-                self._forwarded.append((qual, param, targets))
+            if function.forwards:  # (most functions have none of these)
+                for param, forwards in function.forwards.items():
+                    targets = [(callee, parameter(canonical(callee), slot)) for callee, slot in forwards]
+                    self._forwarded.append((qual, param, targets))
             if function.callees:
                 self._calling.append((qual, [(callee, canonical(callee)) for callee in function.callees]))
             if function.blocking:
                 self._own_blocking[qual] = (function.blocking[0], function.blocking[1])
-            for param, call in function.synchronous.items():
-                self._own_synchronous[(qual, param)] = call
+            if function.synchronous:
+                for param, call in function.synchronous.items():
+                    self._own_synchronous[(qual, param)] = call
 
     def _propagate(self) -> None:
         # What each round looks at, gathered once: only references that may turn out to
         # be clients and inheritance, which is fixed.
         returning = self._returning
-        stored: List[Tuple[str, str, List[Ref]]] = []  # class, attribute, the values stored
-        properties: Dict[str, List[Tuple[str, FunctionSummary]]] = {}
-        for cls, attributes in self.attributes.items():
-            self.client_attrs.setdefault(cls, set())
-            for attr, values in attributes.items():
-                clients = [v for v in values if v != ("none",)]
-                if clients and None not in clients:
-                    stored.append((cls, attr, clients))
-        for cls, name, method in self._client_properties:
-            if cls in self.attributes:
-                properties.setdefault(cls, []).append((name, method))
-        ancestors = {cls: self._ancestors(cls) for cls in self.classes}
         # per visible function and parameter, the value each call site passes
         passed: List[Tuple[str, str, List[Ref]]] = []
         for qual in self.visible:
@@ -197,6 +187,19 @@ class Solution:
                 values = [self._argument(function, site, param) for site in sites]
                 if None not in values:
                     passed.append((qual, param, values))
+        may_become_client = self._may_become_client({q for q, _ in returning}, {(q, p) for q, p, _ in passed})
+        stored: List[Tuple[str, str, List[Ref]]] = []  # class, attribute, the values stored
+        properties: Dict[str, List[Tuple[str, FunctionSummary]]] = {}
+        for cls, attributes in self.attributes.items():
+            self.client_attrs.setdefault(cls, set())
+            for attr, values in attributes.items():
+                clients = [v for v in values if v != ("none",)]
+                if clients and None not in clients and all(map(may_become_client, clients)):
+                    stored.append((cls, attr, clients))
+        for cls, name, method in self._client_properties:
+            if cls in self.attributes:
+                properties.setdefault(cls, []).append((name, method))
+        ancestors = {cls: self._ancestors(cls) for cls in self.classes}
         is_client = self.is_client
         for _ in range(MAX_ROUNDS):
             before = (len(self.client_classes), len(self.factories), sum(self.factories.values()),
@@ -230,6 +233,27 @@ class Solution:
                      len(self.client_params), sum(len(v) for v in self.client_attrs.values()))
             if after == before:
                 return
+
+    def _may_become_client(
+        self, returning: Set[str], passed: Set[Tuple[str, str]]
+    ) -> Callable[[Ref], bool]:
+        """Could `is_client` ever say yes to this reference, whatever the rounds find? Not
+        to a call of what is neither a class nor a function whose returns may all be
+        clients (the factories and client classes come from those), nor to a parameter
+        no visible call site passes anything to and no annotation makes a client: the
+        rounds need not ask about an attribute one such value is stored to."""
+        def may_become_client(ref: Ref) -> bool:
+            kind = ref[0]
+            if kind == "call":
+                target = self.canonical(ref[1])
+                return target in returning or target in self.classes
+            if kind == "param":
+                return (ref[1], ref[2]) in passed or ref[2] in self._annotated(ref[1])
+            if kind == "byo":
+                return ref[1] is not None and may_become_client(ref[1])
+            return kind in ("client", "attr")
+
+        return may_become_client
 
     def kept_defaults(self) -> Set[Tuple[str, str]]:
         """(function, parameter) whose default every call site keeps (no site passes it)."""
