@@ -602,8 +602,9 @@ class ModuleModel:
             found: List[Tuple[ast.expr, Scope, ClientKey]] = []
             append, chains, read_key = found.append, self._attribute_chains, self.read_key
             Name, Attribute, Load = ast.Name, ast.Attribute, ast.Load
-            possible, possible_attrs = self._possible_client_reads()
-            client_names, client_attrs = self._client_variable_names(possible, possible_attrs)
+            client_names, client_attrs = self._client_variable_names()
+            # client_key answers for <name>.<attr> only where <name> is a method's self
+            params = set().union(*(scope.params for scope in self.scopes.values()))
             for node, scope in self.reads:
                 if node.__class__ is Name:
                     if node.ctx.__class__ is not Load or node.id not in client_names:
@@ -612,8 +613,8 @@ class ModuleModel:
                     value = node.value
                     if value.__class__ is Attribute:
                         chains.add((value.attr, node.attr))
-                    if node.ctx.__class__ is not Load or value.__class__ is not Name or value.id not in possible:
-                        continue  # client_key answers only for <name>.<attr>, <name> a method's self
+                    if node.ctx.__class__ is not Load or value.__class__ is not Name or value.id not in params:
+                        continue
                     if node.attr not in client_attrs:
                         continue
                 key = read_key(node, scope)
@@ -622,25 +623,45 @@ class ModuleModel:
             self._client_reads = found
         return self._client_reads
 
-    def _client_variable_names(self, names: set, attrs: set) -> Tuple[set, set]:
-        """Of the `names` and ``self`` attributes `attrs` (`_possible_client_reads`), those
-        some variable of the module holds a client in: a name some scope binding it binds
-        a client, an attribute that is a client attribute of some class. A read of any
-        other cannot be a client, whatever scope it is in: asked once per variable, not
-        once per scope reading it."""
+    def _client_variable_names(self) -> Tuple[set, set]:
+        """The names and the ``self`` attributes some variable of the module holds a client
+        in: a name some scope binding it binds a client, an attribute that is a client
+        attribute of some class. A read of any other cannot be a client, whatever scope it
+        is in: asked once per variable, not once per scope reading it.
+
+        Passed over without asking: a parameter neither annotated nor inferred a client,
+        a name bound only to what cannot be a client (`_may_be_client`: a constant, a
+        loop variable, a def...) nor to an import the facts say is a client; an attribute
+        neither declared in a class body nor given a value that may be a client (nor one
+        the facts name)."""
         clients: set = set()
         inferred = bool(self.facts.client_params)
+        imported_clients = bool(self.facts.module_clients)
         for scope in self.scopes.values():
             params = scope.params
             for name, values in scope.bindings.items():
-                if name not in names or name in clients:
+                if name in clients:
                     continue
                 param = params.get(name)
-                if param is not None and param.annotation is None and len(values) == 1 and not inferred:
-                    continue  # a parameter neither annotated nor inferred a client (`_name_is_client`)
+                if param is not None:
+                    if param.annotation is None and len(values) == 1 and not inferred:
+                        continue
+                elif not any(map(_may_be_client, values)) and not (imported_clients and _IMPORT in values):
+                    continue
                 if self._name_is_client(scope, name):
                     clients.add(name)
+        attrs: set = set()
+        for stores in self.attribute_stores.values():
+            attrs.update(target.attr for target, value in stores if _may_be_client(value))
+        for known in self.facts.client_attrs.values():
+            attrs.update(known)
         client_attrs: set = set()
+        for scope in self.scopes.values():
+            if scope.kind != "class":
+                continue
+            for name, values in scope.bindings.items():
+                if any(_may_be_client(v) or isinstance(v, _Annotation) for v in values):
+                    attrs.add(name)
         for scope in self.scopes.values():
             if scope.kind != "class":
                 continue
@@ -654,31 +675,6 @@ class ModuleModel:
                 if attr in attrs and attr not in client_attrs and self._attr_is_client(scope, attr):
                     client_attrs.add(attr)
         return clients, client_attrs
-
-    def _possible_client_reads(self) -> Tuple[set, set]:
-        """The names and the ``self`` attributes some read of which `client_key` may answer
-        for. A name: a parameter somewhere (a client passed in, or a method's ``self``),
-        bound somewhere to an expression other than a constant, or, with module clients in
-        the facts, imported. An attribute: declared with an annotation in a class body,
-        given an expression other than a constant there or in any ``<name>.<attr> = ...``,
-        or a client attribute the facts name. Builtins, functions, classes, loop variables,
-        constants and methods are none of these."""
-        names: set = set()
-        attrs: set = set()
-        imported_clients = bool(self.facts.module_clients)
-        for scope in self.scopes.values():
-            names.update(scope.params)
-            for name, values in scope.bindings.items():
-                for value in values:
-                    if _may_be_client(value) or (imported_clients and value is _IMPORT):
-                        names.add(name)
-                    if scope.kind == "class" and (_may_be_client(value) or isinstance(value, _Annotation)):
-                        attrs.add(name)
-        for stores in self.attribute_stores.values():
-            attrs.update(target.attr for target, value in stores if _may_be_client(value))
-        for client_attrs in self.facts.client_attrs.values():
-            attrs.update(client_attrs)
-        return names, attrs
 
     @property
     def attribute_chains(self) -> set:
