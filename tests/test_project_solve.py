@@ -211,3 +211,23 @@ def test_a_summary_packs_to_the_same_bytes_in_every_process():
         assert done.returncode == 0, done.stderr
         digests.add(done.stdout)
     assert len(digests) == 1 and digests.pop().count("\n") >= 2
+
+
+def test_a_solution_is_freed_without_the_cyclic_collector():
+    """Workers settle every module alone, one Solution per file: a reference cycle in it
+    (a closure that calls itself, say) would keep each, with its tables, until the cyclic
+    collector runs, and the workers' memory would grow with the project."""
+    import gc
+    import weakref
+
+    parts = summaries(PROJECT)
+    gc.disable()
+    try:
+        solution = Solution(parts)
+        for part in parts:
+            solution.view(part.module)
+        freed = weakref.ref(solution)
+        del solution
+        assert freed() is None
+    finally:
+        gc.enable()

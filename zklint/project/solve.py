@@ -187,14 +187,16 @@ class Solution:
                 values = [self._argument(function, site, param) for site in sites]
                 if None not in values:
                     passed.append((qual, param, values))
-        may_become_client = self._may_become_client({q for q, _ in returning}, {(q, p) for q, p, _ in passed})
+        returning_quals, passed_params = {q for q, _ in returning}, {(q, p) for q, p, _ in passed}
         stored: List[Tuple[str, str, List[Ref]]] = []  # class, attribute, the values stored
         properties: Dict[str, List[Tuple[str, FunctionSummary]]] = {}
         for cls, attributes in self.attributes.items():
             self.client_attrs.setdefault(cls, set())
             for attr, values in attributes.items():
                 clients = [v for v in values if v != ("none",)]
-                if clients and None not in clients and all(map(may_become_client, clients)):
+                if clients and None not in clients and all(
+                    self._may_become_client(v, returning_quals, passed_params) for v in clients
+                ):
                     stored.append((cls, attr, clients))
         for cls, name, method in self._client_properties:
             if cls in self.attributes:
@@ -234,26 +236,23 @@ class Solution:
             if after == before:
                 return
 
-    def _may_become_client(
-        self, returning: Set[str], passed: Set[Tuple[str, str]]
-    ) -> Callable[[Ref], bool]:
-        """Could `is_client` ever say yes to this reference, whatever the rounds find? Not
-        to a call of what is neither a class nor a function whose returns may all be
-        clients (the factories and client classes come from those), nor to a parameter
-        no visible call site passes anything to and no annotation makes a client: the
-        rounds need not ask about an attribute one such value is stored to."""
-        def may_become_client(ref: Ref) -> bool:
-            kind = ref[0]
-            if kind == "call":
-                target = self.canonical(ref[1])
-                return target in returning or target in self.classes
-            if kind == "param":
-                return (ref[1], ref[2]) in passed or ref[2] in self._annotated(ref[1])
-            if kind == "byo":
-                return ref[1] is not None and may_become_client(ref[1])
-            return kind in ("client", "attr")
-
-        return may_become_client
+    def _may_become_client(self, ref: Ref, returning: Set[str], passed: Set[Tuple[str, str]]) -> bool:
+        """Could `is_client` ever say yes to `ref`, whatever the rounds find? Not to a call
+        of what is neither a class nor a function whose returns may all be clients (the
+        factories and client classes come from those), nor to a parameter no visible call
+        site passes anything to and no annotation makes a client: the rounds need not ask
+        about an attribute one such value is stored to."""
+        while ref is not None and ref[0] == "byo":
+            ref = ref[1]
+        if ref is None:
+            return False
+        kind = ref[0]
+        if kind == "call":
+            target = self.canonical(ref[1])
+            return target in returning or target in self.classes
+        if kind == "param":
+            return (ref[1], ref[2]) in passed or ref[2] in self._annotated(ref[1])
+        return kind in ("client", "attr")
 
     def kept_defaults(self) -> Set[Tuple[str, str]]:
         """(function, parameter) whose default every call site keeps (no site passes it)."""
