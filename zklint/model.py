@@ -317,6 +317,8 @@ class ModuleModel:
             if len(values) == 1 and isinstance(values[0], _DEFS_AND_CLASSES):
                 return self.local_qualname(values[0])
             return self.qualname(func)
+        if func.__class__ is ast.Attribute and func.value.__class__ is not ast.Name:
+            return self.qualname(func)  # `a.b.c()`: only through an import (`self.zk.get()`: nothing)
         target = self._called_function(func, scope)
         if target is not None:
             return self.local_qualname(target)

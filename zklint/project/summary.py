@@ -395,9 +395,14 @@ class _Summarizer:
                 base = base.value
             if func.__class__ is ast.Attribute and (
                 base.__class__ is not ast.Name
-                or (base.id not in self.model.imports and self.model.class_for_self(base.id, scope) is None)
+                or (
+                    base.id not in self.model.imports
+                    and (func.value is not base or self.model.class_for_self(base.id, scope) is None)
+                )
             ):
-                found = None  # `data.decode()`, `zk.get()`: a method of a value, nothing the project names
+                # `data.decode()`, `zk.get()`, `self.zk.get()`: a method of a value, nothing the
+                # project names (of names, only an import's attributes and `self.method`)
+                found = None
             elif func.__class__ is ast.Name and func.id not in self.model.imports and func.id not in self._defined:
                 found = None  # `len()`, a local variable: neither imported nor a def or class of the module
             else:
