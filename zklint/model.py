@@ -259,6 +259,13 @@ class ModuleModel:
         Only names bound by an import (and never rebound) resolve; a local class or
         variable that happens to share a name with a kazoo one does not.
         """
+        # Only a name the module imports (or an attribute of one) resolves: most
+        # expressions asked about (`len`, `self.zk.get`, `data.decode`) are answered here.
+        base = expr
+        while base.__class__ is ast.Attribute:
+            base = base.value
+        if base.__class__ is not ast.Name or base.id not in self.imports:
+            return None
         # Every rule asks about the same calls; the answer is fixed once the module is
         # collected. Keyed by the node itself (never its id: that may be reused).
         cached = self._qualnames.get(expr, _MISSING)
