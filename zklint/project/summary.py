@@ -44,6 +44,7 @@ _LOOKING_BUILTINS = frozenset({
     "isinstance", "issubclass", "type", "id", "repr", "str", "print", "hasattr", "callable", "bool", "hash", "format",
 })
 _UNSET = object()
+_PROPERTY_DECORATORS = ("property", "functools.cached_property", "cached_property")
 
 
 @dataclass
@@ -319,13 +320,13 @@ class _Summarizer:
         )
         with_default = positional[len(positional) - len(args.defaults):] if args.defaults else []
         summary.defaults = with_default + [a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
-        summary.annotated_clients = [
-            a.arg for a in args.posonlyargs + args.args + args.kwonlyargs if model.is_client_annotation(a.annotation)
-        ]
-        summary.is_property = any(
-            (model.qualname(d) or getattr(d, "id", "")) in ("property", "functools.cached_property", "cached_property")
-            for d in node.decorator_list
-        )
+        annotated = [a for a in args.posonlyargs + args.args + args.kwonlyargs if a.annotation is not None]
+        if annotated:
+            summary.annotated_clients = [a.arg for a in annotated if model.is_client_annotation(a.annotation)]
+        if node.decorator_list:
+            summary.is_property = any(
+                (model.qualname(d) or getattr(d, "id", "")) in _PROPERTY_DECORATORS for d in node.decorator_list
+            )
         # the body's calls, returns and whether it is a generator (comprehensions over the
         # body's node list: most bodies have no return or yield, which the kinds tell at once)
         nodes = own_node_list(node)
@@ -334,7 +335,7 @@ class _Summarizer:
         calls = [n for n in nodes if n.__class__ is Call] if Call in kinds else []
         returns = [n.value for n in nodes if n.__class__ is Return and n.value is not None] if Return in kinds else []
         generator = ast.Yield in kinds or ast.YieldFrom in kinds
-        if isinstance(node, ast.FunctionDef) and not generator:
+        if returns and isinstance(node, ast.FunctionDef) and not generator:
             if not _escapes_before_return(node, returns):  # handed to an owner before it is returned
                 summary.returns = [self.describe(value, scope) for value in returns]
             summary.starts_returned = bool(returns) and all(_started_in(calls, value) for value in returns)
@@ -346,6 +347,8 @@ class _Summarizer:
         """What in the body blocks (for callbacks that call this function from elsewhere):
         the first blocking call, the first synchronous call on each parameter and the
         project functions called, in the order they are written."""
+        if not calls:
+            return
         api = self.api
         params = {p for p in summary.params + summary.kwonly if len(scope.bindings.get(p, ())) == 1}
         maybe_blocking: List[ast.Call] = []
