@@ -504,7 +504,7 @@ class _Summarizer:
         model, summary = self.model, self.summary
         parents = model.parents()
         by_function: Dict[int, list] = {}
-        owner_of: Dict[int, Optional[int]] = {}
+        owner_of: Dict[int, Tuple[Optional[int], Optional[str]]] = {}  # scope -> summarised function, its self
         quals = model.local_qualname
         params = set().union(*(scope.params for scope in model.scopes.values()))
         # only names that can stand for a function: defs of the module, and imports
@@ -519,14 +519,17 @@ class _Summarizer:
                     continue
             elif read.__class__ is Name:
                 if read.id in params:
-                    key = owner_of.get(id(scope), 0)
-                    if key == 0:
+                    owner = owner_of.get(id(scope))
+                    if owner is None:
                         current: Optional[Scope] = scope
                         while current is not None and quals(current.node) is None:
                             current = current.parent
-                        key = owner_of[id(scope)] = id(current.node) if current is not None else None
-                    if key is not None:
-                        by_function.setdefault(key, []).append((read, scope))
+                        # (the function's own self is never one `_parameter_effects` follows)
+                        owner = owner_of[id(scope)] = (
+                            (id(current.node), current.self_name) if current is not None else (None, None)
+                        )
+                    if owner[0] is not None and read.id != owner[1]:
+                        by_function.setdefault(owner[0], []).append((read, scope))
                 if read.id not in defined and read.id not in imported:
                     continue
             self._read_as_value(read, scope, parents)
