@@ -1206,6 +1206,8 @@ class _ListenerAnalysis:
             elif isinstance(node, ast.IfExp) and tests_state(node.test):
                 if not isinstance(node.orelse, ast.Constant):
                     default = True
+            if isinstance(node, ast.expr):
+                continue  # no statement lists below an expression
             for field_name in ("body", "orelse", "finalbody"):
                 stmts = getattr(node, field_name, None)
                 if not isinstance(stmts, list):
