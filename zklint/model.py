@@ -203,6 +203,8 @@ class ModuleModel:
         _OWN_NODES.clear()  # the previous model's function bodies (see own_nodes)
         _CHILDREN.clear()
         _Collector(self).collect(tree)
+        # the names some def or class of the module (at any depth) is bound to (see callee)
+        self._def_names = {node.name for node in self.scopes if isinstance(node, _DEFS_AND_CLASSES)}
         self._client_names: Dict[Tuple[int, str], Optional[bool]] = {}
         self._client_attrs: Dict[Tuple[int, str], Optional[bool]] = {}
         self._self_assignment_index: Dict[int, Dict[str, List[Tuple[Optional[ast.AST], Scope]]]] = {}
@@ -319,13 +321,19 @@ class ModuleModel:
         """The project-wide name of what a call invokes: a def or class of this module
         (``self.method`` too), or a name imported from another module."""
         if func.__class__ is ast.Name:  # (one lookup for both a def and a class)
+            if func.id not in self.imports and func.id not in self._def_names:
+                return None  # `len()`, a local variable: neither imported nor a def or class here
             owner = self.lookup(func.id, scope)
             values = owner.bindings.get(func.id, ()) if owner is not None else ()
             if len(values) == 1 and isinstance(values[0], _DEFS_AND_CLASSES):
                 return self.local_qualname(values[0])
             return self.qualname(func)
-        if func.__class__ is ast.Attribute and func.value.__class__ is not ast.Name:
-            return self.qualname(func)  # `a.b.c()`: only through an import (`self.zk.get()`: nothing)
+        if func.__class__ is ast.Attribute:
+            value = func.value
+            if value.__class__ is not ast.Name:
+                return self.qualname(func)  # `a.b.c()`: only through an import (`self.zk.get()`: nothing)
+            if value.id not in self.imports and self.class_for_self(value.id, scope) is None:
+                return None  # `data.decode()`, `zk.get()`: a method of a value, nothing the project names
         target = self._called_function(func, scope)
         if target is not None:
             return self.local_qualname(target)

@@ -28,9 +28,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from zklint.facts import ENDS, OWNS, USES
 from zklint.kazoo_api import BLOCKING_FUNCTIONS, BLOCKING_METHODS, SYNC_CLIENT_OPS, Api
-from zklint.model import (
-    _DEFS_AND_CLASSES, ModuleModel, Scope, _escapes_before_return, _own_client_branch, own_node_list, read_place,
-)
+from zklint.model import ModuleModel, Scope, _escapes_before_return, _own_client_branch, own_node_list, read_place
 
 Ref = Optional[tuple]
 
@@ -232,8 +230,6 @@ class _Summarizer:
         self.depth = 0
         self.api = Api(model)
         self._callees: Dict[int, Optional[str]] = {}
-        # the names some def or class of the module is bound to (see _callee)
-        self._defined = {node.name for node in model.scopes if isinstance(node, _DEFS_AND_CLASSES)}
         self._stopped: Optional[Set[str]] = None
         self._reads_by_function: Dict[int, list] = {}  # see _scan_reads
 
@@ -338,7 +334,7 @@ class _Summarizer:
         if returns and isinstance(node, ast.FunctionDef) and not generator:
             if not _escapes_before_return(node, returns):  # handed to an owner before it is returned
                 summary.returns = [self.describe(value, scope) for value in returns]
-            summary.starts_returned = bool(returns) and all(_started_in(calls, value) for value in returns)
+            summary.starts_returned = all(_started_in(calls, value) for value in returns)
         self._parameter_effects(node, scope, summary)
         self._waits(calls, scope, summary)
         self.summary.functions[qual] = summary
@@ -393,24 +389,7 @@ class _Summarizer:
         key = id(func)
         found = self._callees.get(key, _UNSET)
         if found is _UNSET:
-            base = func
-            while base.__class__ is ast.Attribute:
-                base = base.value
-            if func.__class__ is ast.Attribute and (
-                base.__class__ is not ast.Name
-                or (
-                    base.id not in self.model.imports
-                    and (func.value is not base or self.model.class_for_self(base.id, scope) is None)
-                )
-            ):
-                # `data.decode()`, `zk.get()`, `self.zk.get()`: a method of a value, nothing the
-                # project names (of names, only an import's attributes and `self.method`)
-                found = None
-            elif func.__class__ is ast.Name and func.id not in self.model.imports and func.id not in self._defined:
-                found = None  # `len()`, a local variable: neither imported nor a def or class of the module
-            else:
-                found = self.model.callee(func, scope)
-            self._callees[key] = found
+            found = self._callees[key] = self.model.callee(func, scope)
         return found
 
     def _parameter_effects(self, node, scope: Scope, summary: FunctionSummary) -> None:
