@@ -152,25 +152,20 @@ def _size(path: str) -> int:
         return 0
 
 
-def _detached(report: FileReport) -> FileReport:
+def _detached(report: FileReport, sent: bool = False) -> FileReport:
     """The report as a worker process sends it back, fixes without their `build`: kept,
-    a serial run would hold every analysed tree in memory until it ends. (The summary's
-    packed bytes, its digest's input, are dropped: the summary itself is at hand.)"""
+    a serial run would hold every analysed tree in memory until it ends. A report `sent`
+    to the main process keeps its summary's packed bytes: they cross instead of the
+    summary (pickled once, see FileReport.__getstate__); one kept here drops them."""
     report.detach()
-    report.summary_packed = None
+    if not sent:
+        report.summary_packed = None
     return report
 
 
 def _run_batch(batch: List[Job]) -> List[FileReport]:
     # Detached one by one: a batch's reports would otherwise hold all its trees until sent.
-    # Each summary crosses to the main process as the bytes its digest was taken from,
-    # not pickled a second time (see FileReport.__getstate__).
-    reports = []
-    for job in batch:
-        report = run_job(job)
-        report.detach()
-        reports.append(report)
-    return reports
+    return [_detached(run_job(job), sent=True) for job in batch]
 
 
 # ---- projects -------------------------------------------------------------------------------
