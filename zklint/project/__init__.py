@@ -177,7 +177,7 @@ class Project:
         defines: Dict[bytes, Set[bytes]] = {}
         imported: Set[str] = set()  # modules the summarised ones import from or call into
         for entry in self.files.values():
-            if entry.summarized and entry.summary is not None:
+            if entry.summary is not None:
                 names = defines.setdefault(entry.module.rpartition(".")[2].encode(), set())
                 for qual in list(entry.summary.functions) + list(entry.summary.classes):
                     names.update(part.encode() for part in qual.split(".")[-2:])
