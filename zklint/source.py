@@ -142,6 +142,8 @@ class SourceFile:
         return match.group() if match else "\n"
 
     def char_col(self, lineno: int, byte_col: int) -> int:
+        if self.text.isascii():  # (a flag of the string, not a scan): no line to look at
+            return byte_col
         line = self.line_text(lineno)
         if line.isascii():
             return byte_col
