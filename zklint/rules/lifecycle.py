@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from zklint.lazy_import import libcst as cst  # imported on first use: fixes only
 
@@ -44,9 +44,8 @@ OPERATIONS = frozenset(
 _STATE_ATTRIBUTES = frozenset({"connected", "state", "client_state", "client_id"})
 
 
-@dataclass(frozen=True)
-class Use:
-    """One read of a client variable."""
+class Use(NamedTuple):
+    """One read of a client variable (a tuple: the rules make one per read)."""
 
     node: ast.expr  # the Name or self.<attr> expression
     scope: Scope
