@@ -16,7 +16,7 @@ from typing import Dict, List, Set
 
 import pytest
 
-from zklint.model import ModuleModel, own_nodes
+from zklint.model import ModuleModel, _grammar_fields, child_nodes, own_nodes
 
 FIXTURES = sorted(Path(__file__).parent.glob("fixtures/ZK*/*.py"))
 SHARED = (ast.expr_context, ast.boolop, ast.operator, ast.unaryop, ast.cmpop)
@@ -115,6 +115,25 @@ def test_parents_and_body_lists_match_a_plain_walk(index: int) -> None:
         listed = [n for n in own_nodes(node) if not isinstance(n, SHARED)]
         assert len({id(n) for n in listed}) == len(listed), "a node listed twice"
         assert {id(n) for n in listed} == _reference_own(node), ast.dump(node)[:80]
+
+
+@pytest.mark.parametrize("index", range(len(_sources())))
+def test_child_nodes_are_the_plain_children_in_order(index: int) -> None:
+    # child_nodes reads each class's fields as its grammar signature says (a tuple
+    # display where no field is optional): the same children as ast.iter_child_nodes.
+    tree = ast.parse(_sources()[index])
+    ModuleModel(tree)  # fills the children cache the way the model does
+    for node in ast.walk(tree):
+        if not isinstance(node, SHARED):
+            expected = tuple(c for c in ast.iter_child_nodes(node) if not isinstance(c, SHARED))
+            assert child_nodes(node) == expected, ast.dump(node)[:80]
+
+
+def test_the_grammar_signatures_name_every_field() -> None:
+    call, ret = _grammar_fields(ast.Call), _grammar_fields(ast.Return)
+    assert call == {"func": ("", "expr"), "args": ("*", "expr"), "keywords": ("*", "keyword")}
+    assert ret == {"value": ("?", "expr")}
+    assert _grammar_fields(ast.Pass) == {}
 
 
 def test_shared_operator_nodes_have_no_parent() -> None:

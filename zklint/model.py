@@ -13,6 +13,7 @@ from other modules) makes it answer "unknown", and rules stay silent on unknowns
 from __future__ import annotations
 
 import ast
+import re
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
@@ -1585,32 +1586,75 @@ _CHILD_READERS: Dict[type, Callable[[ast.AST], Tuple[ast.AST, ...]]] = {}
 
 def _child_reader(node: ast.AST) -> Callable[[ast.AST], Tuple[ast.AST, ...]]:
     """A function reading the children of nodes of `node`'s class, field by field: one
-    attribute read per field instead of a loop over the field names. Whether a field is
-    a list is fixed by the grammar; `node` shows which ones are."""
+    attribute read per field instead of a loop over the field names.
+
+    The grammar (each class's docstring: ``Call(expr func, expr* args, keyword* keywords)``)
+    says which fields are lists, which hold a node always and which may hold None: a class
+    without optional fields is read into one tuple display, with no test. Without that
+    signature (a Python that does not write it), `node` shows which fields are lists and
+    every other field is tested."""
     cls = node.__class__
     if cls.__module__ != "ast":  # a node class of someone else's: read it generically
         read = _CHILD_READERS[cls] = _read_child_nodes
         return read
     plain = _PLAIN_FIELDS.get(cls.__name__, ())
-    lines = ["def read(node):", "    out = []"]
+    grammar = _grammar_fields(cls)
+    parts: List[str] = []  # per child field: "node.f" (always a node), "*..." (a list), "?f" (optional)
     for name in cls._fields:
         if name in plain or name in _SHARED_FIELDS:
             continue
-        value = getattr(node, name, None)
-        if isinstance(value, list):
-            if (cls.__name__, name) in _LISTS_WITH_NONE:
-                lines.append(f"    out += [item for item in node.{name} if item is not None]")
-            else:
-                lines.append(f"    out += node.{name}")
+        if grammar is not None:
+            kind, type_name = grammar[name]
+            if type_name in _GRAMMAR_VALUES:
+                continue
         else:
-            lines.append(f"    value = getattr(node, {name!r}, None)")
-            lines.append("    if isinstance(value, AST):")
-            lines.append("        out.append(value)")
-    lines.append("    return tuple(out)")
+            kind = "*" if isinstance(getattr(node, name, None), list) else "?"
+        if kind == "*":
+            if (cls.__name__, name) in _LISTS_WITH_NONE:
+                parts.append(f"*[item for item in node.{name} if item is not None]")
+            else:
+                parts.append(f"*node.{name}")
+        elif kind == "":
+            parts.append(f"node.{name}")
+        else:
+            parts.append(f"?{name}")
+    if not any(part.startswith("?") for part in parts):
+        lines = ["def read(node):", "    return (" + "".join(part + ", " for part in parts) + ")"]
+    else:
+        lines = ["def read(node):", "    out = []"]
+        for part in parts:
+            if part.startswith("?"):
+                lines.append(f"    value = getattr(node, {part[1:]!r}, None)")
+                lines.append("    if isinstance(value, AST):")
+                lines.append("        out.append(value)")
+            elif part.startswith("*"):
+                lines.append(f"    out += {part[1:]}")
+            else:
+                lines.append(f"    out.append({part})")
+        lines.append("    return tuple(out)")
     namespace: Dict[str, object] = {"AST": ast.AST}
     exec("\n".join(lines), namespace)  # field names are the grammar's identifiers
     read = _CHILD_READERS[cls] = namespace["read"]  # type: ignore[assignment]
     return read
+
+
+# The grammar's types that are values, not nodes (``identifier name``, ``constant value``).
+_GRAMMAR_VALUES = frozenset({"identifier", "string", "int", "constant", "object", "bytes"})
+_GRAMMAR_SIGNATURE = re.compile(r"(\w+)(?:\((.*)\))?\Z")  # ``Pass``: no fields
+
+
+def _grammar_fields(cls: type) -> Optional[Dict[str, Tuple[str, str]]]:
+    """field -> ("" | "?" | "*", type) from the class's grammar signature; None when the
+    docstring is not one that names every field."""
+    match = _GRAMMAR_SIGNATURE.match((cls.__doc__ or "").strip())
+    if match is None or match.group(1) != cls.__name__:
+        return None
+    fields: Dict[str, Tuple[str, str]] = {}
+    for declaration in filter(None, (match.group(2) or "").split(", ")):
+        type_name, _, name = declaration.partition(" ")
+        kind = type_name[-1] if type_name[-1] in "?*" else ""
+        fields[name] = (kind, type_name.rstrip("?*"))
+    return fields if set(fields) == set(cls._fields) else None
 
 
 def _read_child_nodes(node: ast.AST) -> Tuple[ast.AST, ...]:
