@@ -75,6 +75,15 @@ for _name in _EMPTY_TABLES:
     setattr(FunctionSummary, _name, MappingProxyType({}))
 
 
+def _bare_function(params: List[str], bound: bool) -> FunctionSummary:
+    """A summary with its parameters only, every other fact the class's default (read-only
+    empties): the summarizer sets the facts a function has, and builds no empty list or
+    table for the others (nor `_compact` drops them)."""
+    function = FunctionSummary.__new__(FunctionSummary)
+    function.params, function.bound = params, bound
+    return function
+
+
 def _compact(function: FunctionSummary) -> None:
     state = function.__dict__
     for name in _EMPTY_LISTS + _EMPTY_TABLES:
@@ -309,16 +318,18 @@ class _Summarizer:
             return
         args = node.args
         positional = [a.arg for a in args.posonlyargs + args.args]
-        summary = FunctionSummary(
-            params=positional,
-            kwonly=[a.arg for a in args.kwonlyargs],
-            bound=scope.self_name is not None,
-        )
-        with_default = positional[len(positional) - len(args.defaults):] if args.defaults else []
-        summary.defaults = with_default + [a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+        summary = _bare_function(positional, scope.self_name is not None)
+        if args.kwonlyargs:
+            summary.kwonly = [a.arg for a in args.kwonlyargs]
+        defaults = positional[len(positional) - len(args.defaults):] if args.defaults else []
+        if args.kwonlyargs:
+            defaults += [a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+        if defaults:
+            summary.defaults = defaults
         annotated = [a for a in args.posonlyargs + args.args + args.kwonlyargs if a.annotation is not None]
-        if annotated:
-            summary.annotated_clients = [a.arg for a in annotated if model.is_client_annotation(a.annotation)]
+        clients = [a.arg for a in annotated if model.is_client_annotation(a.annotation)] if annotated else None
+        if clients:
+            summary.annotated_clients = clients
         if node.decorator_list:
             summary.is_property = any(
                 (model.qualname(d) or getattr(d, "id", "")) in _PROPERTY_DECORATORS for d in node.decorator_list
@@ -334,7 +345,8 @@ class _Summarizer:
         if returns and isinstance(node, ast.FunctionDef) and not generator:
             if not _escapes_before_return(node, returns):  # handed to an owner before it is returned
                 summary.returns = [self.describe(value, scope) for value in returns]
-            summary.starts_returned = all(_started_in(calls, value) for value in returns)
+            if all(_started_in(calls, value) for value in returns):
+                summary.starts_returned = True
         self._parameter_effects(node, scope, summary)
         self._waits(calls, scope, summary)
         self.summary.functions[qual] = summary
@@ -346,7 +358,7 @@ class _Summarizer:
         if not calls:
             return
         api = self.api
-        params = {p for p in summary.params + summary.kwonly if len(scope.bindings.get(p, ())) == 1}
+        params = {p for p in [*summary.params, *summary.kwonly] if len(scope.bindings.get(p, ())) == 1}
         maybe_blocking: List[ast.Call] = []
         synchronous: List[Tuple[int, int, str, str]] = []
         callees: List[Tuple[int, int, str]] = []
@@ -369,9 +381,13 @@ class _Summarizer:
             if verb is not None:
                 summary.blocking = [f"{_call_text(node)} on line {node.lineno}", verb]
                 break
-        for line, _, name, attr in sorted(synchronous, key=_position_of_row):
-            summary.synchronous.setdefault(name, f"{name}.{attr}() on line {line}")
-        summary.callees = list(dict.fromkeys(callee for _, _, callee in sorted(callees, key=_position_of_row)))
+        if synchronous:
+            first: Dict[str, str] = {}
+            for line, _, name, attr in sorted(synchronous, key=_position_of_row):
+                first.setdefault(name, f"{name}.{attr}() on line {line}")
+            summary.synchronous = first
+        if callees:
+            summary.callees = list(dict.fromkeys(callee for _, _, callee in sorted(callees, key=_position_of_row)))
 
     def _lazy_global(self, name: str, scope: Scope) -> Ref:
         """``global _zk; _zk = KazooClient(...); _zk.start(); return _zk``: a module-level
@@ -393,7 +409,7 @@ class _Summarizer:
         return found
 
     def _parameter_effects(self, node, scope: Scope, summary: FunctionSummary) -> None:
-        params = [p for p in summary.params + summary.kwonly if p != scope.self_name]
+        params = [p for p in [*summary.params, *summary.kwonly] if p != scope.self_name]
         if not params:
             return
         model = self.model
@@ -426,8 +442,10 @@ class _Summarizer:
                 # stop() and close() both: the helper is where the client ends (a stop alone,
                 # or a close alone, leaves the rest to someone: it may own the client)
                 effects[param] = ENDS if methods == {"stop", "close"} else OWNS
-        summary.effects = {p: e for p, e in effects.items()}
-        summary.forwards = {p: f for p, f in forwards.items() if effects.get(p) != OWNS}
+        summary.effects = effects
+        forwarded = {p: f for p, f in forwards.items() if effects.get(p) != OWNS}
+        if forwarded:
+            summary.forwards = forwarded
 
     def _classify(self, read: ast.Name, parents, scope: Scope) -> Tuple[str, Optional[Tuple[str, str]]]:
         """What the function does with its parameter at this read: USES, OWNS, or passes it
