@@ -65,8 +65,9 @@ class FunctionSummary:
     synchronous: Dict[str, str] = field(default_factory=dict)
 
 
-# Most functions have no facts of most kinds: a summary drops its empty lists and tables
-# before it is packed (`FunctionSummary.compact`), and these read-only empties stand in.
+# Most functions have no facts of most kinds: these read-only empties stand in for them.
+# The summarizer never sets an empty one (`_bare_function`); a summary built otherwise (read
+# from the cache's JSON) drops its empty lists and tables when packed (`_compact`).
 _EMPTY_LISTS = ("kwonly", "defaults", "annotated_clients", "returns", "callees")
 _EMPTY_TABLES = ("effects", "forwards", "synchronous")
 for _name in _EMPTY_LISTS:
