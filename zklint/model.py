@@ -333,22 +333,21 @@ class ModuleModel:
             value = func.value
             if value.__class__ is not ast.Name:
                 return self.qualname(func)  # `a.b.c()`: only through an import (`self.zk.get()`: nothing)
-            if value.id not in self.imports and self.class_for_self(value.id, scope) is None:
-                return None  # `data.decode()`, `zk.get()`: a method of a value, nothing the project names
-        target = self._called_function(func, scope)
-        if target is not None:
-            return self.local_qualname(target)
-        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
-            cls = self.class_for_self(func.value.id, scope)
-            if cls is not None:
-                # self.method() defined in a base class: Base.method for the project to resolve
-                if func.attr in cls.bindings:
-                    return None
-                for base in cls.node.bases:  # type: ignore[attr-defined]
-                    base_qual = self.qualname(base) or self._local_class_qual(base)
-                    if base_qual is not None:
-                        return f"{base_qual}.{func.attr}"
+            cls = self.class_for_self(value.id, scope)
+            if cls is None:
+                # `data.decode()`, `zk.get()`: a method of a value, nothing the project names
+                return self.qualname(func) if value.id in self.imports else None
+            values = cls.bindings.get(func.attr, ())
+            if len(values) == 1 and isinstance(values[0], _DEF_TYPES):
+                return self.local_qualname(values[0])  # self.method() of the class
+            if func.attr in cls.bindings:
                 return None
+            # self.method() defined in a base class: Base.method for the project to resolve
+            for base in cls.node.bases:  # type: ignore[attr-defined]
+                base_qual = self.qualname(base) or self._local_class_qual(base)
+                if base_qual is not None:
+                    return f"{base_qual}.{func.attr}"
+            return None
         return self.qualname(func)
 
     def _local_class_qual(self, expr: ast.AST) -> Optional[str]:
