@@ -508,7 +508,8 @@ class _Summarizer:
         # only names that can stand for a function: defs of the module, and imports
         defined = {node.name for node in model.scopes if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
         imported = model.imports
-        Name, Attribute = ast.Name, ast.Attribute
+        Name, Attribute, Call = ast.Name, ast.Attribute, ast.Call
+        parent_of = parents.get
         for read, scope in model.reads:
             if read.__class__ is Attribute:
                 if read.attr == "add_listener":
@@ -530,7 +531,12 @@ class _Summarizer:
                         by_function.setdefault(owner[0], []).append((read, scope))
                 if read.id not in defined and read.id not in imported:
                     continue
-            self._read_as_value(read, scope, parents)
+            parent = parent_of(read)
+            if parent.__class__ is Call and parent.func is read:
+                continue  # called
+            if parent.__class__ is Attribute and parent.value is read:
+                continue  # f.__name__, module.attr: not the function itself as a value
+            self._read_as_value(read, scope)
         self._reads_by_function = by_function
         for node in model.scopes:
             decorators = getattr(node, "decorator_list", ())
@@ -546,15 +552,10 @@ class _Summarizer:
                 if qual is not None and any(_decorator_name(d) not in known for d in decorators):
                     summary.escaped.add(qual)  # a registry decorator may call it from anywhere
 
-    def _read_as_value(self, read: ast.expr, scope: Scope, parents) -> None:
-        """A function of the module or a project name read, not called: its callers may
-        be anywhere (`escaped`)."""
+    def _read_as_value(self, read: ast.expr, scope: Scope) -> None:
+        """A function of the module or a project name read as a value (neither called nor
+        the object of an attribute): its callers may be anywhere (`escaped`)."""
         model, summary = self.model, self.summary
-        parent = parents.get(read)
-        if isinstance(parent, ast.Call) and parent.func is read:
-            return
-        if isinstance(parent, ast.Attribute) and parent.value is read:
-            return  # f.__name__, module.attr: not the function itself
         if read.__class__ is ast.Name:
             target = model._called_function(read, scope)
         elif read.__class__ is ast.Attribute and read.value.__class__ is ast.Name:
