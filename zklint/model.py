@@ -359,6 +359,8 @@ class ModuleModel:
     def project_factory(self, call: ast.Call, scope: Scope) -> Optional[bool]:
         """None unless `call` calls a project factory; else whether that factory starts
         the client before handing it back."""
+        if not self.facts.factories:
+            return None  # (no factory known: no callee to name)
         qual = self.callee(call.func, scope)
         if qual is None:
             return None
