@@ -188,6 +188,8 @@ class _CallbackRule(Rule):
 
     def project_blocking(self, call: ast.Call, scope: Scope) -> Optional[Tuple[str, str]]:
         """A function of another module (or one the project layer follows) that blocks."""
+        if not self.model.facts.blocking:
+            return None
         qual = self.model.callee(call.func, scope)
         return self.model.facts.blocking.get(qual) if qual is not None else None
 
