@@ -7,12 +7,13 @@ through the command line.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import pytest
 
-from zklint.files import DEFAULT_EXCLUDES, Excluder, compile_pattern, discover
+from zklint.files import DEFAULT_EXCLUDES, Excluder, compile_pattern, discover, list_files, unchanged
 
 
 def touch(root: Path, *relatives: str) -> None:
@@ -165,3 +166,68 @@ def test_files_named_explicitly(tree):
     result = found(["skip.py", "gen/a.py", "b.py", "./b.py", "dangling.py", "nothing.py"], excludes=["gen"])
     assert result == [("skip.py", None), ("b.py", None), ("dangling.py", "broken symbolic link"),
                       ("nothing.py", "no such file or directory")]
+
+
+# ---- a walk kept for the next process (the flake8 plugin and the language server) ------------
+
+def _age(root: Path, seconds: float = 60.0) -> None:
+    """Set every directory's and file's modification time `seconds` back: a walk kept right
+    after its directories changed would not be reused (the file system's clock tick)."""
+    past = int((time.time() - seconds) * 1e9)
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, ns=(past, past), follow_symlinks=False)
+
+
+def _listing(root: Path):
+    return list_files(str(root), Excluder(str(root), [], True))
+
+
+def test_a_kept_walk_finds_what_a_walk_finds_until_a_directory_it_listed_changes(tree):
+    _repository(tree)
+    touch(tree, "a.py", "pkg/b.py", "pkg/deep/c.py", "notes.txt")
+    _age(tree)
+    listing = _listing(tree)
+    assert listing.files == names([str(tree)])
+    assert listing.reusable and unchanged(listing.depends_on)
+    touch(tree, "pkg/deep/new.py")  # a file added: its directory's time changes
+    assert not unchanged(listing.depends_on)
+    _age(tree)
+    again = _listing(tree)
+    assert str(tree / "pkg" / "deep" / "new.py") in again.files and unchanged(again.depends_on)
+    (tree / "pkg" / "deep" / "new.py").rename(tree / "pkg" / "deep" / "renamed.py")
+    assert not unchanged(again.depends_on)
+
+
+def test_a_kept_walk_depends_on_the_gitignore_files_it_read_and_looked_for(tree):
+    _repository(tree)
+    touch(tree, "app/keep.py", "app/gen.py")
+    (tree / "app" / ".gitignore").write_text("gen.py\n")
+    _age(tree)
+    listing = _listing(tree / "app")
+    assert listing.files == [str(tree / "app" / "keep.py")]
+    assert unchanged(listing.depends_on)
+    # edited in place, its directory's time put back: the file's own size and time tell
+    (tree / "app" / ".gitignore").write_text("nothing.py\n")
+    _age(tree)
+    assert not unchanged(listing.depends_on)
+    listing = _listing(tree / "app")
+    assert unchanged(listing.depends_on)
+    # a .gitignore made above the walked directory (inside the repository) counts too
+    (tree / ".gitignore").write_text("keep.py\n")
+    _age(tree)
+    assert not unchanged(listing.depends_on)
+
+
+def test_a_walk_that_met_a_link_or_a_fresh_directory_is_not_kept(tree):
+    # (in a repository: outside one, every directory up to / is looked in for a .git,
+    # and a busy one like /tmp keeps the walk from being kept)
+    _repository(tree)
+    touch(tree, "a.py")
+    _age(tree)
+    assert _listing(tree).reusable
+    touch(tree, "fresh/b.py")  # modified a moment ago
+    assert not _listing(tree).reusable
+    _age(tree)
+    (tree / "alias.py").symlink_to(tree / "a.py")
+    _age(tree)
+    assert not _listing(tree).reusable  # where a link leads may change with no directory changing

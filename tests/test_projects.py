@@ -240,6 +240,37 @@ def test_the_plugin_stamps_a_project_without_kazoo_and_sees_kazoo_arrive(tmp_pat
     forget_projects()
 
 
+def test_the_plugin_walks_a_project_again_only_when_a_directory_changed(tmp_path, monkeypatch):
+    """The walk of a project without kazoo is kept beside the stamps: the next process
+    stats the directories it listed instead of walking again; a file added is seen."""
+    import zklint.files as files
+    from zklint.checking import project_names_kazoo
+
+    (tmp_path / ".git").mkdir()  # in a repository: the walk looks for .gitignore files up to it
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "pkg").mkdir()
+    main = tmp_path / "main.py"
+    main.write_text("import pkg.helper\n\n\ndef run():\n    return pkg.helper.show(None, '/a')\n")
+    (tmp_path / "pkg" / "helper.py").write_text("def show(zk, path):\n    return zk.get(path)\n")
+    for path in [tmp_path, *tmp_path.rglob("*")]:
+        _age(path)
+    monkeypatch.setenv("ZKLINT_CACHE_DIR", str(tmp_path.parent / (tmp_path.name + "-cache")))
+    monkeypatch.chdir(tmp_path)
+    walks = []
+    original = files.list_files
+    monkeypatch.setattr(files, "list_files", lambda *args: walks.append(args) or original(*args))
+    forget_projects()
+    assert not project_names_kazoo(str(main)) and len(walks) == 1
+    forget_projects()
+    assert not project_names_kazoo(str(main)) and len(walks) == 1  # kept: nothing it listed changed
+    (tmp_path / "pkg" / "factory.py").write_text(
+        "from kazoo.client import KazooClient\n\n\ndef make():\n    return KazooClient()\n"
+    )
+    forget_projects()
+    assert project_names_kazoo(str(main)) and len(walks) == 2
+    forget_projects()
+
+
 def test_no_cache_writes_nothing(tmp_path, capsys, monkeypatch):
     copy = tmp_path / "factory"
     shutil.copytree(PROJECTS / "factory", copy)

@@ -29,7 +29,6 @@ from zklint.files import Excluder, discover
 from zklint.project import KAZOO_MARKER, Project, read_bytes, read_stamped
 from zklint.project.cache import Cache, Stamp, cache_dir_for
 from zklint.project.layout import Layout
-from zklint.rules import all_rules
 
 if TYPE_CHECKING:
     from zklint.engine import FileReport
@@ -73,6 +72,7 @@ def run_job(job: Job) -> FileReport:
 def _run_job(job: Job) -> FileReport:
     from zklint.engine import FileReport, check_bytes
     from zklint.fixer import write_fixed
+    from zklint.rules import all_rules
 
     registry = all_rules()
     rules = [registry[code] for code in job.codes] if job.report else []
@@ -478,12 +478,13 @@ def _index(project: Project, recursive: bool, force: bool) -> None:
     except Exception:  # a broken configuration is the CLI's to report; use defaults here
         settings = Settings(root=project.root)
     excluder = Excluder(settings.root, settings.exclude + settings.extend_exclude, settings.respect_gitignore)
-    # Files unchanged since an earlier process read them are not read again: a project
-    # without kazoo costs its walk and a stat per file.
+    # Files unchanged since an earlier process read them are not read again, and a walk
+    # whose directories are unchanged is not walked again: a project without kazoo costs
+    # a stat per file and per directory.
     stamps = project.cache.stamps() if project.cache is not None else {}
     fresh: Dict[str, Stamp] = {}
     files: List[Tuple[str, Optional[bytes], Stamp]] = []
-    for file_path in project_files(project.root, recursive, excluder):
+    for file_path in _project_listing(project, recursive, settings, excluder):
         raw, stamp = read_stamped(file_path, stamps, fresh)
         if stamp is not None:
             files.append((file_path, raw, stamp))
@@ -495,6 +496,22 @@ def _index(project: Project, recursive: bool, force: bool) -> None:
     if project.cache is not None:
         project.cache.put_stamps(fresh)
         project.save_cache()
+
+
+def _project_listing(project: Project, recursive: bool, settings, excluder: Excluder) -> List[str]:
+    """`project_files`, from the cache while the walk it keeps would find the same files."""
+    if not recursive or project.cache is None:
+        return list(project_files(project.root, recursive, excluder))
+    from zklint.files import list_files, unchanged
+
+    key = json.dumps([settings.exclude, settings.extend_exclude, settings.respect_gitignore])
+    kept = project.cache.walked_files(key)
+    if kept is not None and unchanged(kept[1]):
+        return kept[0]
+    listing = list_files(project.root, excluder)
+    if listing.reusable:
+        project.cache.put_walked_files(key, listing.files, listing.depends_on)
+    return listing.files
 
 
 def _remember_views(project: Project) -> None:

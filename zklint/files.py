@@ -7,14 +7,15 @@ import operator
 import os
 import re
 import stat
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 # Directories no one wants linted; like ruff's defaults. Matched by name at any depth.
 DEFAULT_EXCLUDES = (
     ".bzr", ".direnv", ".eggs", ".git", ".git-rewrite", ".hg", ".ipynb_checkpoints", ".mypy_cache",
     ".nox", ".pants.d", ".pyenv", ".pytest_cache", ".pytype", ".ruff_cache", ".svn", ".tox", ".venv",
-    ".vscode", "__pypackages__", "__pycache__", "_build", "buck-out", "build", "dist", "node_modules",
+    ".vscode", ".zklint_cache", "__pypackages__", "__pycache__", "_build", "buck-out", "build", "dist", "node_modules",
     "site-packages", "venv", "*.egg-info",
 )
 
@@ -221,8 +222,10 @@ def _parents(path: str) -> Iterator[str]:
         current = parent
 
 
-def _read_gitignore(directory: str) -> Optional[PatternSet]:
+def _read_gitignore(directory: str, record: Optional["Listing"] = None) -> Optional[PatternSet]:
     path = os.path.join(directory, ".gitignore")
+    if record is not None:
+        record.depend_on(path)
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             return PatternSet(directory, handle.read().splitlines())
@@ -260,7 +263,7 @@ def discover(paths: Sequence[str], excluder: Excluder) -> Iterator[Tuple[str, Op
             yield given, "no such file or directory"
 
 
-def _walk(top: str, excluder: Excluder) -> Iterator[Tuple[str, Optional[str], str]]:
+def _walk(top: str, excluder: Excluder, record: Optional["Listing"] = None) -> Iterator[Tuple[str, Optional[str], str]]:
     """(path, error, real path) for the Python files below `top`: each directory's files
     in name order, then its subdirectories in name order (as os.walk, top down).
 
@@ -269,12 +272,14 @@ def _walk(top: str, excluder: Excluder) -> Iterator[Tuple[str, Optional[str], st
     is its directory's real path and its name, with no system call. One os.scandir per
     directory answers the rest (which entries are directories, links, regular files).
     """
-    above = _gitignores_above(top) if excluder.respect_gitignore else []
+    above = _gitignores_above(top, record) if excluder.respect_gitignore else []
     top_absolute = os.path.abspath(top)
     # directories to list: (path as walked, absolute path, real path, .gitignore files above it)
     pending: List[Tuple[str, str, str, List[PatternSet]]] = [(top, top_absolute, os.path.realpath(top), above)]
     while pending:
         directory, absolute, real, inherited = pending.pop()
+        if record is not None:
+            record.depend_on(directory)  # (before it is listed: a change while listing shows)
         try:
             with os.scandir(directory) as scan:
                 entries = sorted(scan, key=operator.attrgetter("name"))
@@ -285,7 +290,7 @@ def _walk(top: str, excluder: Excluder) -> Iterator[Tuple[str, Optional[str], st
             continue  # a virtualenv (walked when it is the directory named)
         gitignores = inherited
         if excluder.respect_gitignore and ".gitignore" in names:
-            own = _read_gitignore(directory)
+            own = _read_gitignore(directory, record)
             if own is not None:
                 gitignores = inherited + [own]
         scope = _Scope(absolute, excluder.configured, gitignores)
@@ -305,7 +310,10 @@ def _walk(top: str, excluder: Excluder) -> Iterator[Tuple[str, Optional[str], st
             if _is_regular_file(entry):
                 yield full, None, real_in + name
                 continue
-            # A symbolic link, or not a regular file: ask the file system.
+            # A symbolic link, or not a regular file: ask the file system. (What it says may
+            # change with nothing in the directory changing: a walk that asked is not reused.)
+            if record is not None:
+                record.reusable = False
             try:
                 mode = os.stat(full).st_mode
             except FileNotFoundError:
@@ -347,7 +355,7 @@ def _is_regular_file(entry: "os.DirEntry[str]") -> bool:
         return False
 
 
-def _gitignores_above(top: str) -> List[PatternSet]:
+def _gitignores_above(top: str, record: Optional["Listing"] = None) -> List[PatternSet]:
     """.gitignore files of the directories enclosing `top`, up to its repository's root.
 
     Outside a git repository there are none: .gitignore files mean nothing there.
@@ -355,6 +363,8 @@ def _gitignores_above(top: str) -> List[PatternSet]:
     found = []
     current = os.path.abspath(top)
     while True:
+        if record is not None:
+            record.depend_on(current)  # a .git or .gitignore made or removed there
         if os.path.exists(os.path.join(current, ".git")):
             found.reverse()
             return found
@@ -362,6 +372,66 @@ def _gitignores_above(top: str) -> List[PatternSet]:
         if parent == current:
             return []
         current = parent
-        ignore = _read_gitignore(current)
+        ignore = _read_gitignore(current, record)
         if ignore is not None:
             found.append(ignore)
+
+
+# ---- a walk kept for the next process ----------------------------------------------------------
+
+# A modification time this close to the walk may still change within the file system's
+# clock tick without showing: such a walk is not kept.
+_RACY_NS = 2_000_000_000
+
+
+@dataclass
+class Listing:
+    """The Python files one walk found, and what the walk read to find them.
+
+    `depends_on`: path -> [mtime_ns, size] of every directory it listed (a file or
+    directory added, removed or renamed there changes its time), of every directory it
+    looked in for a ``.git`` or ``.gitignore``, and of every ``.gitignore`` it read, taken
+    before it read them. While all are the same and the excludes are too, a walk would
+    find the same files (`unchanged`). A walk that met a symbolic link or a special file,
+    or a directory changed a moment ago, is not `reusable`.
+    """
+
+    files: List[str] = field(default_factory=list)
+    depends_on: Dict[str, List[int]] = field(default_factory=dict)
+    reusable: bool = True
+
+    def depend_on(self, path: str) -> None:
+        try:
+            status = os.stat(path)
+        except OSError:
+            self.depends_on[path] = [-1, -1]  # not there: it must still not be there
+            return
+        self.depends_on[path] = [status.st_mtime_ns, status.st_size]
+        if time.time_ns() - status.st_mtime_ns < _RACY_NS:
+            self.reusable = False
+
+
+def list_files(top: str, excluder: Excluder) -> Listing:
+    """The Python files below directory `top` (what `discover([top], excluder)` yields
+    without a problem), with what the walk depended on."""
+    listing = Listing()
+    seen = set()
+    for path, problem, real in _walk(top, excluder, listing):
+        if problem is None and real not in seen:
+            seen.add(real)
+            listing.files.append(path)
+    return listing
+
+
+def unchanged(depends_on: Dict[str, List[int]]) -> bool:
+    """Is every path of a `Listing.depends_on` as it was (or still absent)?"""
+    for path, known in depends_on.items():
+        try:
+            status = os.stat(path)
+        except OSError:
+            if known != [-1, -1]:
+                return False
+            continue
+        if known != [status.st_mtime_ns, status.st_size]:
+            return False
+    return True

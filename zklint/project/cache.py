@@ -40,9 +40,18 @@ class Stamp:
 
 
 def digest(raw: bytes, size: int = 16) -> str:
-    import hashlib  # here: a run where no file names kazoo never needs it (~3 ms to import)
+    return _blake2b()(raw, digest_size=size).hexdigest()
 
-    return hashlib.blake2b(raw, digest_size=size).hexdigest()
+
+def _blake2b():
+    """hashlib's blake2b, imported where first needed, without hashlib when it can be:
+    hashlib loads OpenSSL (about 3 ms), which a flake8 worker checking a project without
+    kazoo would pay for nothing but the cache's names."""
+    try:
+        from _blake2 import blake2b  # what hashlib.blake2b is, in CPython
+    except ImportError:  # another Python
+        from hashlib import blake2b
+    return blake2b
 
 
 _BUILD_KEY: List[Optional[str]] = [None]
@@ -52,12 +61,10 @@ def build_key() -> str:
     """zklint's own code: a cache written by another build (another version, an edited
     rule) is not used."""
     if _BUILD_KEY[0] is None:
-        import hashlib
-
         from zklint import __version__
 
         package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        hasher = hashlib.blake2b(__version__.encode(), digest_size=8)
+        hasher = _blake2b()(__version__.encode(), digest_size=8)
         for directory, dirnames, filenames in os.walk(package):
             dirnames.sort()
             for name in sorted(filenames):
@@ -100,6 +107,9 @@ class Cache:
         # path -> [size, mtime_ns, digest, names kazoo] of every file of the project when
         # the flake8 plugin or the language server last read it (see project.Stamp)
         self.file_stamps: dict = {}
+        # the project's files as the last walk found them, for the same excludes: key, files
+        # and what the walk depended on (see zklint.files.Listing)
+        self.walked: dict = {}
         self._dirty = False
         self._load()
 
@@ -112,6 +122,8 @@ class Cache:
             if all(isinstance(x, dict) for x in (findings, views, summaries, wrappers, stamps)):
                 self.findings, self.views, self.summaries = findings, views, summaries
                 self.wrapper_files, self.file_stamps = wrappers, stamps
+                walked = data.get("walked")
+                self.walked = walked if isinstance(walked, dict) else {}
         except (OSError, ValueError, KeyError, TypeError):
             pass  # no cache, or an unreadable one: start afresh
 
@@ -202,6 +214,21 @@ class Cache:
             self.wrapper_files = {"key": key, "paths": paths}
             self._dirty = True
 
+    def walked_files(self, key: str) -> Optional[Tuple[List[str], Dict[str, List[int]]]]:
+        """(files, what the walk depended on) of the last walk with the excludes `key`."""
+        if self.walked.get("key") != key:
+            return None
+        files, depends_on = self.walked.get("files"), self.walked.get("depends_on")
+        if not isinstance(files, list) or not isinstance(depends_on, dict) or not depends_on:
+            return None
+        return files, depends_on
+
+    def put_walked_files(self, key: str, files: List[str], depends_on: Dict[str, List[int]]) -> None:
+        updated = {"key": key, "files": files, "depends_on": depends_on}
+        if self.walked != updated:
+            self.walked = updated
+            self._dirty = True
+
     def stamps(self) -> Dict[str, Stamp]:
         found = {}
         for path, item in self.file_stamps.items():
@@ -238,7 +265,7 @@ class Cache:
             self._new_summaries = {}
             _write_atomically(self.path, {
                 "findings": findings, "views": self.views, "summaries": summaries, "wrappers": self.wrapper_files,
-                "stamps": self.file_stamps,
+                "stamps": self.file_stamps, "walked": self.walked,
             })
             for name in os.listdir(os.path.join(self.folder, "summaries")):
                 if name.endswith(".json") and name[:-5] not in live_digests:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Dict, Type
+from typing import TYPE_CHECKING, Dict, Type
 
-from zklint.rules.base import REGISTRY, Rule
+if TYPE_CHECKING:
+    from zklint.rules.base import Rule
+
+# (The base module and its data types are imported by all_rules, not here: the
+# configuration reads zklint.rules.options, and a flake8 worker on a project without
+# kazoo needs nothing else of the package.)
 
 _RULE_MODULES = (
     "zklint.rules.ephemeral",
@@ -15,8 +20,10 @@ _RULE_MODULES = (
 )
 
 
-def all_rules() -> Dict[str, Type[Rule]]:
+def all_rules() -> Dict[str, Type["Rule"]]:
     """Every rule class by code, sorted by code."""
+    from zklint.rules.base import REGISTRY
+
     if not REGISTRY:
         import importlib
 
