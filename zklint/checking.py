@@ -504,7 +504,7 @@ def _project_listing(project: Project, recursive: bool, settings, excluder: Excl
         return list(project_files(project.root, recursive, excluder))
     from zklint.files import list_files, unchanged
 
-    key = json.dumps([settings.exclude, settings.extend_exclude, settings.respect_gitignore])
+    key = json.dumps([settings.root, settings.exclude, settings.extend_exclude, settings.respect_gitignore])
     kept = project.cache.walked_files(key)
     if kept is not None and unchanged(kept[1]):
         return kept[0]
