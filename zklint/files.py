@@ -233,18 +233,21 @@ def _read_gitignore(directory: str, record: Optional["Listing"] = None) -> Optio
         return None
 
 
-def discover(paths: Sequence[str], excluder: Excluder) -> Iterator[Tuple[str, Optional[str]]]:
+def discover(
+    paths: Sequence[str], excluder: Excluder, record: Optional["Listing"] = None
+) -> Iterator[Tuple[str, Optional[str]]]:
     """Yield (path, error) for every Python file under `paths`; error is a one-line reason.
 
     Files named on the command line are subject to the configured excludes too (as in
     flake8), so a pre-commit hook honours them; .gitignore applies only inside walks.
     A file reached twice (named twice, through a symbolic link, in overlapping
     directories) is yielded once, the first time: files are told apart by their real path.
+    `record`: where the walks note what they read (see `Listing`).
     """
     seen = set()
     for given in paths:
         if os.path.isdir(given):
-            for path, problem, real in _walk(given, excluder):
+            for path, problem, real in _walk(given, excluder, record):
                 if real not in seen:
                     seen.add(real)
                     yield path, problem
@@ -415,11 +418,7 @@ def list_files(top: str, excluder: Excluder) -> Listing:
     """The Python files below directory `top` (what `discover([top], excluder)` yields
     without a problem), with what the walk depended on."""
     listing = Listing()
-    seen = set()
-    for path, problem, real in _walk(top, excluder, listing):
-        if problem is None and real not in seen:
-            seen.add(real)
-            listing.files.append(path)
+    listing.files = [path for path, problem in discover([top], excluder, listing) if problem is None]
     return listing
 
 
