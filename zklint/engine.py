@@ -123,8 +123,8 @@ def noqa_span(line: str) -> Optional[Tuple[int, int]]:
 
 
 def is_suppressed(finding: Finding, source: SourceFile) -> bool:
-    if not _may_suppress(source):
-        return False
+    """Does a ``# noqa`` on the finding's line cover it? (`unsuppressed` first asks whether
+    the text has any.)"""
     codes = noqa_codes(source.line_text(finding.line))
     if codes is None:
         return False
