@@ -18,7 +18,7 @@ import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, TypeVar, Union
+from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, TypeVar, Union
 
 from zklint.facts import NO_FACTS, ModuleFacts
 
@@ -907,7 +907,8 @@ class ModuleModel:
                 cb = make(kind, expr, site.scope, client, call)
                 if cb is not None:
                     yield cb
-        for site in self.calls:
+        # the calls of a watcher recipe, of rawlink() or of listen(), in `calls` order
+        for site in CallIndex.of(self).calls(names=("rawlink", "listen"), qualified=_RECIPE_WATCHERS):
             call = site.node
             qual = self.qualname(call.func)
             if qual in _RECIPE_WATCHERS and call.args:
@@ -1119,6 +1120,53 @@ class ListenerReaction:
         return state in self.handled or self.default
 
 
+class CallIndex:
+    """Positions in `model.calls` by callee name and by qualified callee.
+
+    Most questions about calls are about a few known names: methods (``add_listener``,
+    ``commit``, ``acquire``...) or qualified functions and classes (``os.fork``,
+    ``KazooRetry``...). One pass over the module's calls per model (kept in a ``_zk*``
+    attribute: dropped with the model or its facts) hands each asker the few calls it
+    wants, in `model.calls` order.
+    """
+
+    def __init__(self, model: ModuleModel) -> None:
+        self.model = model
+        self._by_name: Dict[str, List[int]] = {}  # ``f(...)``/``x.f(...)``: "f"
+        self._others: List[int] = []  # callee neither a name nor an attribute: a call, a lambda...
+        self._by_qualname: Dict[str, List[int]] = {}
+        by_name, by_qualname, qualname = self._by_name, self._by_qualname, model.qualname
+        for position, site in enumerate(model.calls):
+            func = site.node.func
+            kind = func.__class__
+            name = func.id if kind is ast.Name else func.attr if kind is ast.Attribute else None
+            if name is None:
+                self._others.append(position)
+            else:
+                by_name.setdefault(name, []).append(position)
+            qual = qualname(func)
+            if qual is not None:
+                by_qualname.setdefault(qual, []).append(position)
+
+    @classmethod
+    def of(cls, model: ModuleModel) -> "CallIndex":
+        return model.shared("_zk_call_index", lambda: cls(model))
+
+    def calls(self, names: Iterable[str] = (), qualified: Iterable[str] = (), others: bool = False) -> List[CallSite]:
+        """The calls, in `model.calls` order, of a name or attribute in `names`, or of a
+        callee whose `model.qualname` is in `qualified`, or (`others`) of a callee that is
+        neither a name nor an attribute."""
+        positions = set()
+        for name in set(names):
+            positions.update(self._by_name.get(name, ()))
+        for name in set(qualified):
+            positions.update(self._by_qualname.get(name, ()))
+        if others:
+            positions.update(self._others)
+        calls = self.model.calls
+        return [calls[position] for position in sorted(positions)]
+
+
 class _ListenerAnalysis:
     def __init__(self, model: "ModuleModel", func: FunctionNode) -> None:
         self.model = model
@@ -1147,7 +1195,7 @@ class _ListenerAnalysis:
         params = func.args.posonlyargs + func.args.args
         skip = 1 if scope is not None and scope.self_name is not None else 0
         own = own_node_list(func)
-        acts = any(self._acts(node) for node in own)
+        acts = self._any_acts(own)
         if len(params) <= skip:
             return ListenerReaction(opaque=func.args.vararg is not None, acts=acts)
         name = params[skip].arg
@@ -1158,10 +1206,12 @@ class _ListenerAnalysis:
         state_tests = set()
         opaque = False
         default = False
+        Compare, Call, Name = ast.Compare, ast.Call, ast.Name
         for node in own:
-            if isinstance(node, ast.Compare):
+            cls = node.__class__
+            if cls is Compare:
                 sides = [node.left] + node.comparators
-                mine = [s for s in sides if isinstance(s, ast.Name) and s.id == name]
+                mine = [s for s in sides if s.__class__ is Name and s.id == name]
                 if not mine:
                     continue
                 if len(node.ops) != 1:
@@ -1181,10 +1231,10 @@ class _ListenerAnalysis:
                     handled |= KAZOO_STATES - states
                 else:
                     opaque = True
-            elif isinstance(node, ast.Call) and self._is_log_call(node):
+            elif cls is Call and self._is_log_call(node):
                 for arg in list(node.args) + [k.value for k in node.keywords]:
-                    allowed.update(id(n) for n in walk(arg) if isinstance(n, ast.Name))
-            elif type(node).__name__ == "Match" and isinstance(node.subject, ast.Name) and node.subject.id == name:
+                    allowed.update(id(n) for n in walk(arg) if n.__class__ is Name)
+            elif cls is _MATCH and node.subject.__class__ is Name and node.subject.id == name:
                 allowed.add(id(node.subject))
                 state_tests.add(id(node))
                 for case in node.cases:
@@ -1195,39 +1245,11 @@ class _ListenerAnalysis:
                         default = True
                     else:
                         handled |= states
-        for node in walk(func):
-            if node is not func and isinstance(node, ast.Name) and node.id == name and id(node) not in allowed:
-                if isinstance(node.ctx, ast.Load):
-                    opaque = True
-        if opaque:
+        if opaque or _reads_elsewhere(func, name, allowed):
             return ListenerReaction(opaque=True, acts=acts)
         branches = bool(state_tests)
-
-        def tests_state(test: ast.AST) -> bool:
-            return any(id(n) in state_tests for n in walk(test))
-
-        for node in [func] + own:
-            if isinstance(node, ast.If) and tests_state(node.test) and node.orelse:
-                elif_on_state = len(node.orelse) == 1 and isinstance(node.orelse[0], ast.If) and tests_state(
-                    node.orelse[0].test
-                )
-                if not elif_on_state:
-                    default = True
-            elif isinstance(node, ast.IfExp) and tests_state(node.test):
-                if not isinstance(node.orelse, ast.Constant):
-                    default = True
-            if isinstance(node, ast.expr):
-                continue  # no statement lists below an expression
-            for field_name in ("body", "orelse", "finalbody"):
-                stmts = getattr(node, field_name, None)
-                if not isinstance(stmts, list):
-                    continue
-                for stmt in stmts[:-1]:
-                    if (
-                        isinstance(stmt, ast.If) and not stmt.orelse and tests_state(stmt.test)
-                        and isinstance(stmt.body[-1], (ast.Return, ast.Raise, ast.Continue, ast.Break))
-                    ):
-                        default = True  # the code after an early return is the other states' branch
+        if state_tests:  # (without a test of the state, no branch below can be one on it)
+            default = default or _other_states_branch(func, own, state_tests)
         return ListenerReaction(branches, frozenset(handled), default, False, acts)
 
     def _pattern_states(self, pattern):
@@ -1253,14 +1275,87 @@ class _ListenerAnalysis:
             return func.id == "print"
         return isinstance(func, ast.Attribute) and func.attr in _LOG_CALLS
 
-    def _acts(self, node: ast.AST) -> bool:
-        if isinstance(node, ast.Call):
-            return not self._is_log_call(node)
-        if isinstance(node, ast.Return):
-            return node.value is not None and not (isinstance(node.value, ast.Constant) and node.value.value is None)
-        return isinstance(
-            node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete, ast.Raise, ast.Global, ast.Nonlocal)
-        ) or isinstance(node, _DEF_TYPES)
+    def _any_acts(self, own: List[ast.AST]) -> bool:
+        """Does the body do anything but log: a call other than a log call, a return of a
+        value, an assignment, a raise, a def..."""
+        Call, Return, Constant = ast.Call, ast.Return, ast.Constant
+        for node in own:
+            cls = node.__class__
+            if cls in _ACTING_NODES:
+                return True
+            if cls is Call:
+                if not self._is_log_call(node):
+                    return True
+            elif cls is Return:
+                value = node.value
+                if value is not None and not (value.__class__ is Constant and value.value is None):
+                    return True
+        return False
+
+
+_ACTING_NODES = frozenset({
+    ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete, ast.Raise, ast.Global, ast.Nonlocal, *_DEF_TYPES,
+})
+_MATCH = getattr(ast, "Match", None)  # Python >= 3.10
+
+
+def _reads_elsewhere(func: FunctionNode, name: str, allowed: set) -> bool:
+    """Is `name` read anywhere in `func` (nested functions included) but at the nodes `allowed`?"""
+    todo: List[ast.AST] = [func]
+    pop, extend, get = todo.pop, todo.extend, _CHILDREN.get
+    Name, Constant, Load = ast.Name, ast.Constant, ast.Load
+    while todo:
+        node = pop()
+        cls = node.__class__
+        if cls is Name:
+            if node.id == name and node.ctx.__class__ is Load and id(node) not in allowed:
+                return True
+            continue
+        if cls is not Constant:
+            children = get(node)
+            extend(children if children is not None else _child_nodes(node))
+    return False
+
+
+def _other_states_branch(func: FunctionNode, own: List[ast.AST], state_tests: set) -> bool:
+    """Does the listener have a branch for the states its tests do not name: an ``else``
+    of a test of the state (not an ``elif`` testing it again), or the code after an early
+    return on such a test?"""
+
+    def tests_state(test: ast.AST) -> bool:
+        return any(id(n) in state_tests for n in walk(test))
+
+    If, IfExp = ast.If, ast.IfExp
+    for node in [func] + own:
+        cls = node.__class__
+        if cls is If:
+            if node.orelse and tests_state(node.test):
+                orelse = node.orelse
+                if not (len(orelse) == 1 and orelse[0].__class__ is If and tests_state(orelse[0].test)):
+                    return True
+        elif cls is IfExp:
+            if node.orelse.__class__ is not ast.Constant and tests_state(node.test):
+                return True
+        fields = _BLOCK_FIELDS.get(cls)
+        if fields is None:  # no statement lists below an expression
+            fields = _BLOCK_FIELDS[cls] = () if issubclass(cls, ast.expr) else tuple(
+                name for name in ("body", "orelse", "finalbody") if name in cls._fields
+            )
+        for field_name in fields:
+            stmts = getattr(node, field_name, None)
+            if not isinstance(stmts, list):
+                continue
+            for stmt in stmts[:-1]:
+                if (
+                    stmt.__class__ is If and not stmt.orelse and tests_state(stmt.test)
+                    and isinstance(stmt.body[-1], (ast.Return, ast.Raise, ast.Continue, ast.Break))
+                ):
+                    return True  # the code after an early return is the other states' branch
+    return False
+
+
+# node class -> its fields that hold statement lists ("body", "orelse", "finalbody")
+_BLOCK_FIELDS: Dict[type, Tuple[str, ...]] = {}
 
 
 # ---- collection -------------------------------------------------------------------------
