@@ -80,6 +80,7 @@ class Run:
     tree_rss_mb: float  # peak of the sampled sum of RSS over the live tree (shared pages counted twice)
     tree_pss_mb: float  # peak of the sampled sum of PSS (shared pages split): the tree's real footprint
     returncode: int
+    faults: int = 0  # minor page faults of the process and every descendant it reaped
 
 
 def _children(pid: int) -> List[int]:
@@ -140,7 +141,7 @@ def measure(argv: Sequence[str], cwd: str = ROOT, sample: bool = True, interval:
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, peak_rss / 1024, peak_pss / 1024,
-               proc.returncode)
+               proc.returncode, usage.ru_minflt)
 
 
 # ---- trees ----------------------------------------------------------------------------------
@@ -286,7 +287,8 @@ def alternate(commands: Dict[str, Sequence[str]], runs: int, prepare=None, sampl
     for name, got in results.items():
         walls = ", ".join(f"{r.wall:.2f}" for r in got)
         print(f"    {name:<28} wall [{walls}] s  median {median(got):.2f}s  cpu {median(got, 'cpu'):.2f}s  "
-              f"maxrss {max(r.max_rss_mb for r in got):.0f}MB  tree pss {max(r.tree_pss_mb for r in got):.0f}MB",
+              f"maxrss {max(r.max_rss_mb for r in got):.0f}MB  tree pss {max(r.tree_pss_mb for r in got):.0f}MB  "
+              f"page faults {median(got, 'faults'):.0f}",
               flush=True)
     return results
 
@@ -329,7 +331,9 @@ def bench_kazoo(report: Report, runs: int, tree: str, files: List[str]) -> Dict[
     report.add(f"2. kazoo tree: check (-j {jobs}) vs ast.parse", seconds(zj), seconds(b), f"{zj / b:.2f}x",
                "<= 2.0x", zj / b <= 2.0, "cold (--no-cache), project layer included; baseline: one process")
     report.add("2b. kazoo tree: check (-j 1) vs ast.parse", seconds(z1), seconds(b), f"{z1 / b:.2f}x", "(info)", None,
-               f"cpu time ratio {median(results['zklint check (-j 1)'], 'cpu') / bcpu:.2f}x")
+               f"cpu time ratio {median(results['zklint check (-j 1)'], 'cpu') / bcpu:.2f}x; minor page faults "
+               f"{median(results['zklint check (-j 1)'], 'faults'):.0f} against the loop's "
+               f"{median(results['ast.parse loop'], 'faults'):.0f}")
     cj, c1 = median(results[f"zklint check (-j {jobs})"], "cpu"), median(results["zklint check (-j 1)"], "cpu")
     report.add(f"6. parallel: -j {jobs} vs -j 1 (kazoo tree)", seconds(zj), seconds(z1), f"{z1 / zj:.2f}x faster",
                ">= 1.6x", z1 / zj >= 1.6,
