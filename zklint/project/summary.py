@@ -66,8 +66,8 @@ class FunctionSummary:
 
 
 # Most functions have no facts of most kinds: these read-only empties stand in for them.
-# The summarizer never sets an empty one (`_bare_function`); a summary built otherwise (read
-# from the cache's JSON) drops its empty lists and tables when packed (`_compact`).
+# The summarizer never sets an empty one (`_bare_function`); a function read from the
+# cache's JSON drops its empty lists and tables as it is read (`_function_in`).
 _EMPTY_LISTS = ("kwonly", "defaults", "annotated_clients", "returns", "callees")
 _EMPTY_TABLES = ("effects", "forwards", "synchronous")
 for _name in _EMPTY_LISTS:
@@ -79,7 +79,7 @@ for _name in _EMPTY_TABLES:
 def _bare_function(params: List[str], bound: bool) -> FunctionSummary:
     """A summary with its parameters only, every other fact the class's default (read-only
     empties): the summarizer sets the facts a function has, and builds no empty list or
-    table for the others (nor `_compact` drops them)."""
+    table for the others."""
     function = FunctionSummary.__new__(FunctionSummary)
     function.params, function.bound = params, bound
     return function
@@ -121,11 +121,10 @@ class ModuleSummary:
     def pack(self) -> bytes:
         """The summary as bytes (`unpack` reads them back): what a worker sends, and what
         its digest is taken of. The same summary built again packs to the same bytes
-        (its sets are packed sorted). Its functions' empty lists and tables are dropped
-        first (the class's read-only empties stand in): the main process holds every
-        module's summary, and unpickles each, with a few objects per function, not ten."""
-        for function in self.functions.values():
-            _compact(function)
+        (its sets are packed sorted). Its functions hold no empty list or table (the
+        class's read-only empties stand in, see `_bare_function` and `_function_in`): the
+        main process holds every module's summary, and unpickles each, with a few objects
+        per function, not ten."""
         return pickle.dumps(self, protocol=4)
 
     @staticmethod
@@ -220,7 +219,9 @@ def _function_in(data: dict) -> FunctionSummary:
     data = dict(data)
     data["returns"] = [_ref_in(r) for r in data["returns"]]
     data["forwards"] = {p: [tuple(x) for x in v] for p, v in data["forwards"].items()}
-    return FunctionSummary(**data)
+    function = FunctionSummary(**data)
+    _compact(function)
+    return function
 
 
 # ---- building a summary ------------------------------------------------------------------
