@@ -217,6 +217,11 @@ class ModuleModel:
         self._client_reads: Optional[List[Tuple[ast.expr, Scope, ClientKey]]] = None
         self._read_keys: Dict[tuple, Optional[ClientKey]] = {}  # see read_key
         self._attribute_chains: set = set()
+        # the names some method's self (or cls) goes by: no other name is ever one (class_for_self)
+        self._self_names = frozenset(
+            scope.self_name for scope in self.scopes.values()
+            if scope.parent is not None and scope.parent.kind == "class" and scope.kind == "function"
+        )
         self._parents = self._index_bodies()
 
     def shared(self, name: str, build: Callable[[], _T]) -> _T:
@@ -710,6 +715,8 @@ class ModuleModel:
         Nested functions and lambdas inside a method see the method's ``self``
         unless they bind the name themselves.
         """
+        if name not in self._self_names:
+            return None
         current: Optional[Scope] = scope
         while current is not None and current.kind == "function":
             if current.self_name == name:
