@@ -26,11 +26,11 @@ from zklint.fixer import FixError, parse_statement, statements_edit
 from zklint.flow import Flow, exits, own_descendants
 from zklint.kazoo_api import Api
 from zklint.model import (
-    Callback, CallbackKind, CallSite, ClientKey, FunctionNode, Scope, argument, child_nodes, keyword, walk,
+    Callback, CallbackKind, CallIndex, CallSite, ClientKey, FunctionNode, Scope, argument, child_nodes, keyword, walk,
 )
 from zklint.findings import Edit, Finding, Safety
 from zklint.rules.base import Rule, register
-from zklint.rules.index import CallIndex, calls_to
+from zklint.rules.index import calls_to
 
 _DEF_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)

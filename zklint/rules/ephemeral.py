@@ -14,6 +14,7 @@ from zklint.fixer import (
 from zklint.model import (
     KAZOO_RETRY,
     KAZOO_STATE,
+    CallIndex,
     CallSite,
     ClientKey,
     FunctionNode,
@@ -28,7 +29,7 @@ from zklint.model import (
 from zklint.facts import USES
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
-from zklint.rules.index import CallIndex, calls_named, calls_to
+from zklint.rules.index import calls_named, calls_to
 
 _EXC = "kazoo.exceptions."
 # Handler types that catch NodeExistsError, and kazoo exceptions that do not.

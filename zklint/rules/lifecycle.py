@@ -21,12 +21,12 @@ from zklint.cst_helpers import keyword_index, set_keyword
 from zklint.fixer import FixError, expression_edit, parse_expression, parse_statement, render, statements_edit
 from zklint.flow import Flow, before, own_descendants, position
 from zklint.model import (
-    KAZOO_CLIENT, ClientKey, ModuleModel, ReadPlace, Scope, argument, keyword, own_nodes, read_place, walk,
+    KAZOO_CLIENT, CallIndex, ClientKey, ModuleModel, ReadPlace, Scope, argument, keyword, own_nodes, read_place, walk,
 )
 from zklint.facts import ENDS, USES
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
-from zklint.rules.index import CallIndex, calls_to
+from zklint.rules.index import calls_to
 
 
 START_METHODS = frozenset({"start", "start_async", "restart"})

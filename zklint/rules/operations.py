@@ -9,11 +9,11 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 
 from zklint.fixer import FixError, parse_statement, statements_edit, with_block_indent
 from zklint.flow import expects_exception
-from zklint.model import ModuleModel, Scope, walk
+from zklint.model import CallIndex, ModuleModel, Scope, walk
 from zklint.findings import Edit, Finding, Import, Safety
 from zklint.rules.base import Rule, register
 from zklint.rules.ephemeral import RetryCalls, leaves_loop, retried_functions
-from zklint.rules.index import CallIndex, calls_named
+from zklint.rules.index import calls_named
 
 ROLLED_BACK_ERROR = "kazoo.exceptions.RolledBackError"
 

@@ -9,11 +9,11 @@ from zklint.lazy_import import libcst as cst  # imported on first use: fixes onl
 
 from zklint import cst_helpers
 from zklint.fixer import FixError, expression_edit, insert_lines_edit, parse_expression
-from zklint.model import KAZOO_CLIENT, KAZOO_RETRY, CallSite, ModuleModel, Scope, argument, keyword
+from zklint.model import KAZOO_CLIENT, KAZOO_RETRY, CallIndex, CallSite, ModuleModel, Scope, argument, keyword
 from zklint.findings import Edit, Finding, Safety
 from zklint.rules.options import options_of
 from zklint.rules.base import Rule, register
-from zklint.rules.index import CallIndex, calls_to
+from zklint.rules.index import calls_to
 
 # KazooRetry(max_tries=1, delay=0.1, backoff=2, max_jitter=0.4, max_delay=60.0,
 #            ignore_expire=True, sleep_func=time.sleep, deadline=None, interrupt=None)
