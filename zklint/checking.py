@@ -160,7 +160,9 @@ def keep_freed_memory() -> None:
     faulted the same memory in again: 77k page faults in a serial check of the bench's
     kazoo tree against 14k, and 6 to 9% of its time. Peak memory does not change, and the
     system takes the memory back when the run ends. Elsewhere (musl, macOS, Windows) this
-    changes nothing. Once per process; forked workers inherit it.
+    changes nothing. Once per process, for the rest of its life (forked workers inherit
+    it): a program that calls `zklint.cli.main` in a process of its own gets it too. The
+    flake8 plugin and the language server never come here.
     """
     if _KEPT[0] or not sys.platform.startswith("linux"):
         return
