@@ -1702,7 +1702,7 @@ def _child_reader(node: ast.AST) -> Callable[[ast.AST], Tuple[ast.AST, ...]]:
         return read
     plain = _PLAIN_FIELDS.get(cls.__name__, ())
     grammar = _grammar_fields(cls)
-    parts: List[str] = []  # per child field: "node.f" (always a node), "*..." (a list), "?f" (optional)
+    parts: List[Tuple[str, str]] = []  # per child field: ("" always a node | "?" optional | "*" a list, field)
     for name in cls._fields:
         if name in plain or name in _SHARED_FIELDS:
             continue
@@ -1712,28 +1712,28 @@ def _child_reader(node: ast.AST) -> Callable[[ast.AST], Tuple[ast.AST, ...]]:
                 continue
         else:
             kind = "*" if isinstance(getattr(node, name, None), list) else "?"
-        if kind == "*":
-            if (cls.__name__, name) in _LISTS_WITH_NONE:
-                parts.append(f"*[item for item in node.{name} if item is not None]")
-            else:
-                parts.append(f"*node.{name}")
-        elif kind == "":
-            parts.append(f"node.{name}")
-        else:
-            parts.append(f"?{name}")
-    if not any(part.startswith("?") for part in parts):
-        lines = ["def read(node):", "    return (" + "".join(part + ", " for part in parts) + ")"]
+        parts.append((kind, name))
+
+    def items(name: str) -> str:  # a list field's items (some lists hold None: dropped)
+        if (cls.__name__, name) in _LISTS_WITH_NONE:
+            return f"[item for item in node.{name} if item is not None]"
+        return f"node.{name}"
+
+    if all(kind != "?" for kind, _ in parts):
+        lines = ["def read(node):", "    return (" + "".join(
+            (f"*{items(name)}, " if kind == "*" else f"node.{name}, ") for kind, name in parts
+        ) + ")"]
     else:
         lines = ["def read(node):", "    out = []"]
-        for part in parts:
-            if part.startswith("?"):
-                lines.append(f"    value = getattr(node, {part[1:]!r}, None)")
+        for kind, name in parts:
+            if kind == "?":
+                lines.append(f"    value = getattr(node, {name!r}, None)")
                 lines.append("    if isinstance(value, AST):")
                 lines.append("        out.append(value)")
-            elif part.startswith("*"):
-                lines.append(f"    out += {part[1:]}")
+            elif kind == "*":
+                lines.append(f"    out += {items(name)}")
             else:
-                lines.append(f"    out.append({part})")
+                lines.append(f"    out.append(node.{name})")
         lines.append("    return tuple(out)")
     namespace: Dict[str, object] = {"AST": ast.AST}
     exec("\n".join(lines), namespace)  # field names are the grammar's identifiers
