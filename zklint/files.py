@@ -404,14 +404,21 @@ class Listing:
     reusable: bool = True
 
     def depend_on(self, path: str) -> None:
-        try:
-            status = os.stat(path)
-        except OSError:
-            self.depends_on[path] = [-1, -1]  # not there: it must still not be there
-            return
-        self.depends_on[path] = [status.st_mtime_ns, status.st_size]
-        if time.time_ns() - status.st_mtime_ns < _RACY_NS:
+        mark = self.depends_on[path] = _mark(path)
+        if mark != _ABSENT and time.time_ns() - mark[0] < _RACY_NS:
             self.reusable = False
+
+
+# How a walk saw a path: [mtime_ns, size], or _ABSENT (it must still not be there).
+_ABSENT = [-1, -1]
+
+
+def _mark(path: str) -> List[int]:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return list(_ABSENT)  # (a list of its own: a Listing's marks are plain JSON data)
+    return [status.st_mtime_ns, status.st_size]
 
 
 def list_files(top: str, excluder: Excluder) -> Listing:
@@ -424,13 +431,4 @@ def list_files(top: str, excluder: Excluder) -> Listing:
 
 def unchanged(depends_on: Dict[str, List[int]]) -> bool:
     """Is every path of a `Listing.depends_on` as it was (or still absent)?"""
-    for path, known in depends_on.items():
-        try:
-            status = os.stat(path)
-        except OSError:
-            if known != [-1, -1]:
-                return False
-            continue
-        if known != [status.st_mtime_ns, status.st_size]:
-            return False
-    return True
+    return all(_mark(path) == known for path, known in depends_on.items())
