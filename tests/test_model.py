@@ -232,3 +232,40 @@ def test_read_place_tells_where_a_read_stands(line, kind, attr, store, with_call
     read = next(node for node, _ in model.reads if isinstance(node, ast.Name) and node.id == "zk")
     place = read_place(read, model.parents())
     assert (place.kind, place.attr, place.store, place.call is not None) == (kind, attr, store, with_call)
+
+
+@pytest.mark.parametrize("edits", [False, True])
+def test_a_checked_file_is_freed_before_the_next_is_parsed(tmp_path, monkeypatch, edits):
+    """A check frees each file's model and tree when it is done with the file, by reference
+    counting: left for the next model to drop, the tree was freed only after the next
+    parse, from memory that parse had pushed out of the cache. Fixes computed for the
+    output (`edits`, json and sarif) are built before that, and may build the model's
+    caches again; those are dropped too."""
+    import gc
+    import weakref
+
+    import zklint.model as model_module
+    from zklint.checking import Job, _detached, run_job
+    from zklint.facts import ModuleFacts
+    from zklint.rules import all_rules
+
+    path = tmp_path / "service.py"
+    path.write_text((Path(__file__).parent / "fixtures/ZK202/bad_class_close_method.py").read_text())
+    built: List[weakref.ref] = []
+    real_init = ModuleModel.__init__
+
+    def recording_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        built.append(weakref.ref(self))
+
+    monkeypatch.setattr(ModuleModel, "__init__", recording_init)
+    job = Job(str(path), tuple(all_rules()), {}, False, False, False, edits=edits,
+              summarize_as=ModuleFacts(module="service"))
+    gc.disable()
+    try:
+        report = _detached(run_job(job), sent=True)
+        assert report.findings and any(finding.fix is not None for finding in report.findings)
+        assert built and all(ref() is None for ref in built)
+        assert not model_module._CHILDREN and not model_module._OWN_NODES
+    finally:
+        gc.enable()

@@ -60,6 +60,7 @@ class Job:
 def run_job(job: Job) -> FileReport:
     """Read, check and (for --fix) atomically rewrite one file. Never raises."""
     from zklint.engine import FileReport, internal_error
+    from zklint.model import forget_latest_model
 
     try:
         return _run_job(job)
@@ -67,6 +68,8 @@ def run_job(job: Job) -> FileReport:
         report = FileReport(job.path)
         report.errors.append(internal_error(exc))
         return report
+    finally:
+        forget_latest_model()  # this file's tree and model are freed before the next parse
 
 
 def _run_job(job: Job) -> FileReport:

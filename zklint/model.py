@@ -1636,12 +1636,33 @@ _PREVIOUS_MODEL: List[Optional["weakref.ref"]] = [None]
 
 
 def _release_previous_model(model: "ModuleModel") -> None:
-    previous = _PREVIOUS_MODEL[0]() if _PREVIOUS_MODEL[0] is not None else None
-    if previous is not None:
-        facts = previous.__dict__
+    _drop_latest_facts()
+    _PREVIOUS_MODEL[0] = weakref.ref(model)
+
+
+def _drop_latest_facts() -> None:
+    latest = _PREVIOUS_MODEL[0]() if _PREVIOUS_MODEL[0] is not None else None
+    if latest is not None:
+        facts = latest.__dict__
         for name in [name for name in facts if name.startswith("_zk")]:
             del facts[name]
-    _PREVIOUS_MODEL[0] = weakref.ref(model)
+
+
+def forget_latest_model() -> None:
+    """Drop now what building the next model would drop: the latest model's shared facts
+    and the caches of its tree (`_CHILDREN`, `_OWN_NODES`).
+
+    A check calls it when it is done with a file, before the next file is parsed: the
+    tree and the model are then freed while they are still in the processor's cache, and
+    the next parse reuses their memory. Left for the next model, they were freed after
+    the next parse, from memory that parse had pushed out of the cache (3% of a cold run's
+    CPU in the bench). All of it is cache: a rule asking the model again recomputes it
+    (its new shared facts then wait for the cyclic collector).
+    """
+    _drop_latest_facts()
+    _PREVIOUS_MODEL[0] = None
+    _OWN_NODES.clear()
+    _CHILDREN.clear()
 
 
 # Each node's children, for the trees of the latest model only (emptied with _OWN_NODES):
