@@ -295,3 +295,33 @@ def test_all_fixes_parse_and_relint_clean_for_the_fixed_codes(text):
 @given(kazoo_programs())
 def test_engine_never_raises_on_kazoo_programs(text):
     _assert_engine_is_fine(text)
+
+
+# Texts built from the marker's letters, so that "z"s, near misses and markers abound, and
+# long enough to pass the probes `mentions_kazoo` makes before it searches the usual way.
+_MARKER_TEXTS = st.lists(
+    st.sampled_from(["a", "z", "o", "azo", "zoo", "azoo", "Kazoo", "zz", "\u00e9", "x" * 40]), max_size=400
+).map("".join)
+
+
+@settings(bounded, max_examples=EXAMPLES or 300)
+@given(_MARKER_TEXTS)
+def test_mentions_kazoo_answers_as_a_substring_search(text):
+    from zklint.project import KAZOO_MARKER, mentions_kazoo
+
+    assert mentions_kazoo(text) == ("azoo" in text)
+    raw = text.encode("utf-8")
+    assert mentions_kazoo(raw) == (KAZOO_MARKER in raw)
+
+
+def test_mentions_kazoo_past_its_probes():
+    from zklint.project import _MARKER_PROBES, mentions_kazoo
+
+    many = "z" * (_MARKER_PROBES * 2)
+    texts = [many, many + "azoo", "azoo" + many, "a" + many + "oo", many + "azo"]
+    # the marker's "z" just before, at and just after the last probe, and the first unprobed
+    texts += ["x" + "z" * count + "azoo" + tail for count in range(_MARKER_PROBES - 2, _MARKER_PROBES + 3)
+              for tail in ("", "x")]
+    for text in texts:
+        assert mentions_kazoo(text) == ("azoo" in text), text
+        assert mentions_kazoo(text.encode()) == (b"azoo" in text.encode()), text

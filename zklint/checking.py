@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tupl
 
 from zklint.facts import ModuleFacts
 from zklint.files import Excluder, discover
-from zklint.project import KAZOO_MARKER, Project, read_bytes, read_stamped
+from zklint.project import Project, mentions_kazoo, read_bytes, read_stamped
 from zklint.project.cache import Cache, Stamp, cache_dir_for
 from zklint.project.layout import Layout
 
@@ -80,8 +80,8 @@ def _run_job(job: Job) -> FileReport:
     registry = all_rules()
     rules = [registry[code] for code in job.codes] if job.report else []
     try:
-        with open(job.path, "rb") as handle:
-            raw = handle.read()
+        with open(job.path, "rb", buffering=0) as handle:  # (no buffer: the file is read whole)
+            raw = handle.readall()
     except IsADirectoryError:
         return FileReport(job.path, errors=["is a directory"])
     except OSError as exc:
@@ -274,7 +274,7 @@ class Projects:
                         raw = read_bytes(path)
                         if raw is not None:
                             files[root].append((path, raw))
-            if any(KAZOO_MARKER in raw for _, raw in files[root]):
+            if any(mentions_kazoo(raw) for _, raw in files[root]):
                 for path, raw in files[root]:
                     project.add(path, raw)
 
@@ -471,7 +471,7 @@ def facts_for_file(path: str, text: Optional[bytes] = None, use_cache: bool = Tr
     key = os.path.abspath(path)
     project, recursive = _open_project(key, use_cache)
     if not project.files:
-        if text is None or KAZOO_MARKER not in text:
+        if text is None or not mentions_kazoo(text):
             return None
         _index(project, recursive, force=True)
     if text is not None:

@@ -16,7 +16,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Type
 
 from zklint.facts import ModuleFacts
 from zklint.model import ModuleModel
-from zklint.project import KAZOO_MARKER
+from zklint.project import mentions_kazoo
 from zklint.project.solve import solve_alone
 from zklint.project.summary import ModuleSummary, summarize
 from zklint.rules import all_rules
@@ -229,7 +229,7 @@ def check_bytes(
     options = options or {}
     # Outside a project, a client needs kazoo named in the file; within one, a module that
     # never names it may still get a client from a factory of another module.
-    if not (rules or summarize_as) or (KAZOO_MARKER not in raw and summarize_as is None and facts is None):
+    if not (rules or summarize_as) or (summarize_as is None and facts is None and not mentions_kazoo(raw)):
         return report
     try:
         source = SourceFile.from_bytes(raw, path)

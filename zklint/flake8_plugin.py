@@ -94,8 +94,10 @@ class ZkLintChecker:
             yield finding.line, finding.col, f"{finding.code} {finding.message}", type(self)
 
     def _findings(self):
+        from zklint.project import mentions_kazoo
+
         text = "".join(self.lines) if self.lines is not None else None
-        names_kazoo = text is None or "azoo" in text  # one scan of the joined text: faster than per line
+        names_kazoo = text is None or mentions_kazoo(text)  # one scan of the joined text: faster than per line
         facts = None
         if self.filename and self.filename not in ("-", "stdin") and self.lines is not None:
             # the same project facts as `zklint check` (the project is read once per process)

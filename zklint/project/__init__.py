@@ -20,7 +20,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, FrozenSet, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, FrozenSet, List, Optional, Set, Tuple, Union
 
 from zklint.facts import ModuleFacts
 from zklint.project.cache import Cache, Stamp, digest
@@ -36,6 +36,34 @@ if TYPE_CHECKING:
 # Outside a project every rule needs a kazoo client, and a client needs the text "kazoo"
 # or "Kazoo" in the file (an import, an annotation): files without it get no AST at all.
 KAZOO_MARKER = b"azoo"
+_MARKER_PROBES = 128
+
+
+def mentions_kazoo(data: Union[bytes, str]) -> bool:
+    """``KAZOO_MARKER in data``, for bytes or text, in about half the time on code that
+    does not name kazoo (the standard library: 12 ms instead of 25 for 31 MB).
+
+    A substring search tests nearly every position of a text that lacks "azoo", because
+    its last letter is common. Here the scan jumps from one "z" to the next (a memchr),
+    a letter code rarely holds, and tests the marker around each. A text with more than
+    `_MARKER_PROBES` of them is searched the usual way from there on.
+    """
+    if isinstance(data, bytes):
+        letter, rest, before, marker = b"z", b"zoo", b"a", KAZOO_MARKER
+    else:
+        letter, rest, before, marker = "z", "zoo", "a", "azoo"
+    find, startswith = data.find, data.startswith
+    at = find(letter, 1)  # (a "z" at 0 has no "a" before it)
+    for _ in range(_MARKER_PROBES):
+        if at < 0:
+            return False
+        if startswith(rest, at) and startswith(before, at - 1):
+            return True
+        at = find(letter, at + 1)
+    # every "z" before `at` was tested: a marker left starts at `at - 1` or later
+    return at >= 0 and find(marker, at - 1) >= 0
+
+
 _IDENTIFIER = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -113,7 +141,7 @@ class Project:
             assert known is not None
             file_digest, names_kazoo = known.digest, known.names_kazoo
         else:
-            file_digest, names_kazoo = digest(raw), KAZOO_MARKER in raw
+            file_digest, names_kazoo = digest(raw), mentions_kazoo(raw)
         previous = self.files.get(key)
         if previous is not None and previous.digest == file_digest:
             return previous
@@ -337,7 +365,7 @@ def read_stamped(
     raw = read_bytes(path)
     if raw is None:
         return None, None
-    stamp = Stamp(len(raw), status.st_mtime_ns, digest(raw), KAZOO_MARKER in raw)
+    stamp = Stamp(len(raw), status.st_mtime_ns, digest(raw), mentions_kazoo(raw))
     if stamp.size == status.st_size and time.time_ns() - status.st_mtime_ns > _RACY_NS:
         fresh[path] = stamp
     return raw, stamp
@@ -349,8 +377,8 @@ _RACY_NS = 2_000_000_000
 def read_bytes(path: str) -> Optional[bytes]:
     """A file's bytes, or None when it cannot be read (it is then left out)."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        with open(path, "rb", buffering=0) as handle:  # (no buffer: the file is read whole)
+            return handle.readall()
     except OSError:
         return None
 
