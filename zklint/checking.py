@@ -225,6 +225,16 @@ class Projects:
         self._of_file: Dict[str, Project] = {}
         self._walked: set = set()  # roots walked to find the files being checked
         self._recursive: Dict[str, bool] = {}  # False: a root without a marker, its own files only
+        self._absolute: Dict[str, str] = {}
+
+    def absolute(self, path: str) -> str:
+        """``os.path.abspath(path)``, worked out once per path in a run (a run never changes
+        its directory): each file's path is asked for five times, and for a relative path
+        each answer asks the system for the current directory."""
+        found = self._absolute.get(path)
+        if found is None:
+            found = self._absolute[path] = os.path.abspath(path)
+        return found
 
     def project_of(self, path: str, walked_from: Optional[str]) -> Project:
         """The project of a file to check. Without a root marker above it, the project is
@@ -234,7 +244,7 @@ class Projects:
         known = self._of_file.get(path)
         if known is not None:
             return known
-        key = os.path.abspath(path)
+        key = self.absolute(path)
         known = self._of_file.get(key)
         if known is not None:
             self._of_file[path] = known
@@ -244,7 +254,7 @@ class Projects:
         recursive = True
         if root is None:
             if walked_from is not None:
-                root = os.path.abspath(walked_from)
+                root = self.absolute(walked_from)
             else:
                 root, recursive = os.path.dirname(key), False
         project = self.by_root.get(root)
@@ -254,7 +264,7 @@ class Projects:
                 cache = Cache(cache_dir_for(root, self.cache.directory), root)
             project = self.by_root[root] = Project(root, self.layout, cache)
             self._recursive[root] = recursive
-        if walked_from is not None and root not in self._walked and os.path.abspath(walked_from) == root:
+        if walked_from is not None and root not in self._walked and self.absolute(walked_from) == root:
             self._walked.add(root)  # its files are the ones being checked: no second walk
         self._of_file[key] = self._of_file[path] = project
         return project
@@ -266,11 +276,11 @@ class Projects:
         for path, raw in given:
             files[self.project_of(path, None).root].append((path, raw))
         # the given files' absolute paths, for the projects whose files are read by a walk here
-        seen = {os.path.abspath(path) for path, _ in given} if set(self.by_root) - self._walked else set()
+        seen = {self.absolute(path) for path, _ in given} if set(self.by_root) - self._walked else set()
         for root, project in self.by_root.items():
             if root not in self._walked:
                 for path in self._project_files(project):
-                    if os.path.abspath(path) not in seen:
+                    if self.absolute(path) not in seen:
                         raw = read_bytes(path)
                         if raw is not None:
                             files[root].append((path, raw))
@@ -309,7 +319,7 @@ def check_files(
             given.append((job.path, raw))
     projects.read_all(given)
     checking = (lambda job: not (job.fix or job.diff))
-    by_path = {os.path.abspath(job.path): job for job in jobs if job.path not in unread}
+    by_path = {projects.absolute(job.path): job for job in jobs if job.path not in unread}
 
     # Round 1: summaries (and, when checking only, a first lint with the module's own facts).
     first_reports: Dict[str, FileReport] = {}
@@ -349,9 +359,9 @@ def check_files(
     for job in jobs:
         if job.path in unread:
             continue
-        key = os.path.abspath(job.path)
+        key = projects.absolute(job.path)
         project = projects.project_of(job.path, None)
-        entry = project.module_file(job.path)
+        entry = project.files.get(key)
         if entry is None or (not entry.summarized and not entry.names_kazoo):
             reports[job.path] = first_reports.get(key) or FileReport(job.path)
             continue  # never names kazoo and nothing passes through it: nothing to find
@@ -359,7 +369,7 @@ def check_files(
         remembered = known.get(project.root)
         fingerprint = remembered[1].get(entry.path) if remembered and remembered[1] else None
         if fingerprint is None:  # settle the project's facts (once, on the first file that needs them)
-            facts = project.facts_for(job.path)
+            facts = project.facts_for(key)
             if project.cache is not None:  # the cache's key (without a cache, facts compare as they are)
                 fingerprint = facts.fingerprint()
             if remembered:
@@ -376,7 +386,7 @@ def check_files(
         if facts is None:  # the view was settled by an earlier run: kept beside its fingerprint
             facts = project.cache.view_facts(fingerprint) if project.cache is not None else None
         if facts is None:
-            facts = project.facts_for(job.path)
+            facts = project.facts_for(key)
         second.append(dataclasses.replace(job, facts=facts, summarize_as=None))
         pending.append((job, project, fingerprint))
     for (job, project, fingerprint), report in zip(pending, run_jobs(second, processes)):
