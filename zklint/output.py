@@ -20,8 +20,6 @@ computed by `annotate` where the source is at hand: in the process that checked 
 from __future__ import annotations
 
 import bisect
-import difflib
-import hashlib
 import json
 import os
 import re
@@ -235,6 +233,8 @@ def relative_path(path: str) -> str:
 def fingerprints(reports: Sequence[FileReport]) -> Dict[Tuple[str, Tuple], str]:
     """A stable id per finding: its code, file and the text of its line (not the line number,
     so unrelated edits above it keep it), and which of identical ones it is."""
+    import hashlib  # (here: it loads OpenSSL, 4 ms, which only these formats need)
+
     found: Dict[Tuple[str, Tuple], str] = {}
     seen: Dict[str, int] = {}
     for report, finding in _findings(reports):
@@ -476,6 +476,8 @@ def write_statistics(
 # ---- diffs, fixes, summary -----------------------------------------------------------------
 
 def write_diff(report: FileReport, out: TextIO) -> None:
+    import difflib  # (only --diff needs it)
+
     old = report.old_text.splitlines(keepends=True)
     new = report.new_text.splitlines(keepends=True)
     for line in difflib.unified_diff(old, new, fromfile=report.path, tofile=report.path):
