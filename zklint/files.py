@@ -382,9 +382,9 @@ def _gitignores_above(top: str, record: Optional["Listing"] = None) -> List[Patt
 
 # ---- a walk kept for the next process ----------------------------------------------------------
 
-# A modification time this close to the walk may still change within the file system's
-# clock tick without showing: such a walk is not kept.
-_RACY_NS = 2_000_000_000
+# A modification time this close to now may still change within the file system's clock
+# tick without showing: a walk that saw one is not kept, nor a file stamp (project.read_stamped).
+RACY_NS = 2_000_000_000
 
 
 @dataclass
@@ -405,7 +405,7 @@ class Listing:
 
     def depend_on(self, path: str) -> None:
         mark = self.depends_on[path] = _mark(path)
-        if mark != _ABSENT and time.time_ns() - mark[0] < _RACY_NS:
+        if mark != _ABSENT and time.time_ns() - mark[0] < RACY_NS:
             self.reusable = False
 
 

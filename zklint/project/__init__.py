@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, FrozenSet, List, Optional, Set, Tuple, Union
 
 from zklint.facts import ModuleFacts
+from zklint.files import RACY_NS
 from zklint.project.cache import Cache, Stamp, digest
 from zklint.project.layout import Layout
 
@@ -366,12 +367,9 @@ def read_stamped(
     if raw is None:
         return None, None
     stamp = Stamp(len(raw), status.st_mtime_ns, digest(raw), mentions_kazoo(raw))
-    if stamp.size == status.st_size and time.time_ns() - status.st_mtime_ns > _RACY_NS:
+    if stamp.size == status.st_size and time.time_ns() - status.st_mtime_ns > RACY_NS:
         fresh[path] = stamp
     return raw, stamp
-
-
-_RACY_NS = 2_000_000_000
 
 
 def read_bytes(path: str) -> Optional[bytes]:
