@@ -200,9 +200,8 @@ class ModuleModel:
         self.attribute_stores: Dict[Scope, List[Tuple[ast.Attribute, Optional[ast.AST]]]] = {}
         self.classes: Dict[str, Optional[ast.ClassDef]] = {}  # module-level classes (None: ambiguous)
         self._qualnames: Dict[ast.AST, Optional[str]] = {}
-        _release_previous_model(self)
-        _OWN_NODES.clear()  # the previous model's function bodies (see own_nodes)
-        _CHILDREN.clear()
+        forget_latest_model()  # (unless a check forgot it already, when it was done with its file)
+        _PREVIOUS_MODEL[0] = weakref.ref(self)
         _Collector(self).collect(tree)
         # the names some def or class of the module (at any depth) is bound to (see callee)
         self._def_names = {node.name for node in self.scopes if isinstance(node, _DEFS_AND_CLASSES)}
@@ -227,7 +226,7 @@ class ModuleModel:
     def shared(self, name: str, build: Callable[[], _T]) -> _T:
         """A fact several rules share, built once per model by `build` and kept in the
         attribute `name` (``_zk*``: dropped when the next model is built or the facts
-        change, see `_release_previous_model`)."""
+        change, see `forget_latest_model`)."""
         found = self.__dict__.get(name)
         if found is None:
             found = self.__dict__[name] = build()
@@ -1630,22 +1629,10 @@ if hasattr(ast, "TryStar"):  # Python >= 3.11
 # Rules keep facts they share on the model, in attributes named ``_zk*`` (``_Ephemeral.of``,
 # lifecycle's use index); those facts point back at the model, a reference cycle that
 # only the cyclic collector could free, with the whole tree, after scanning it. They are
-# dropped when the next model is built (a rule asking again recomputes the same facts),
-# so each model and its tree are freed by reference counting once its reports are done.
+# dropped when the next model is built, or earlier when a check is done with the file
+# (`forget_latest_model`; a rule asking again recomputes the same facts), so each model
+# and its tree are freed by reference counting once its reports are done.
 _PREVIOUS_MODEL: List[Optional["weakref.ref"]] = [None]
-
-
-def _release_previous_model(model: "ModuleModel") -> None:
-    _drop_latest_facts()
-    _PREVIOUS_MODEL[0] = weakref.ref(model)
-
-
-def _drop_latest_facts() -> None:
-    latest = _PREVIOUS_MODEL[0]() if _PREVIOUS_MODEL[0] is not None else None
-    if latest is not None:
-        facts = latest.__dict__
-        for name in [name for name in facts if name.startswith("_zk")]:
-            del facts[name]
 
 
 def forget_latest_model() -> None:
@@ -1660,9 +1647,13 @@ def forget_latest_model() -> None:
     of it is cache: a rule asking the model again recomputes it (its new shared facts then
     wait for the cyclic collector).
     """
-    _drop_latest_facts()
+    latest = _PREVIOUS_MODEL[0]() if _PREVIOUS_MODEL[0] is not None else None
+    if latest is not None:
+        facts = latest.__dict__
+        for name in [name for name in facts if name.startswith("_zk")]:
+            del facts[name]
     _PREVIOUS_MODEL[0] = None
-    _OWN_NODES.clear()
+    _OWN_NODES.clear()  # the latest model's function bodies (see own_nodes)
     _CHILDREN.clear()
 
 
